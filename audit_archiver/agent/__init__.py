@@ -1,0 +1,1 @@
+"""The agent pipeline: sources, spool, batcher, sealer and uploader."""

@@ -1,0 +1,140 @@
+"""Seal runs of event lines into a stream's chain, and find where a chain ends.
+
+:class:`StreamSealer` owns a stream's chain head (next segment number, previous
+seal hash, next event seq) and advances it one segment at a time.
+:func:`recover_chain_head` reads the newest segment of a stream from a store,
+checks it with the writer's own key, and returns the head to continue from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from audit_archiver.core.layout import parse_segment_key, segment_key, stream_prefix
+from audit_archiver.core.seal import GENESIS_HASH, parse_seal, signing_message
+from audit_archiver.core.segment import SealedSegment, build_segment, open_segment
+from audit_archiver.core.signing import Signer, TrustedKey
+from audit_archiver.errors import IntegrityError, MalformedSegmentError
+from audit_archiver.storage.base import ObjectStore
+
+__all__ = ["ChainHead", "StreamSealer", "recover_chain_head"]
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """Where a stream's chain continues: the next segment's number, link and first seq."""
+
+    next_segment_seq: int = 0
+    prev_seal_hash: str = GENESIS_HASH
+    next_seq: int = 0
+    last_received_at: str | None = None
+
+
+class StreamSealer:
+    """Seals consecutive segments of one stream with one signer."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        stream: str,
+        signer: Signer,
+        head: ChainHead,
+        compression: str = "zstd",
+        retention_days: int | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.stream = stream
+        self.head = head
+        self._signer = signer
+        self._compression = compression
+        self._retention_days = retention_days
+
+    def seal(self, lines: Sequence[bytes], sealed_at: str) -> SealedSegment:
+        """Seal ``lines`` (seq starting at ``head.next_seq``) and advance the head.
+
+        Raises:
+            ValueError: the lines do not continue the stream's seq.
+        """
+        segment = build_segment(
+            prefix=self.prefix,
+            stream=self.stream,
+            segment_seq=self.head.next_segment_seq,
+            first_seq=self.head.next_seq,
+            lines=lines,
+            prev_seal_hash=self.head.prev_seal_hash,
+            sealed_at=sealed_at,
+            signer=self._signer,
+            compression=self._compression,
+            retention_days=self._retention_days,
+        )
+        seal = segment.seal
+        self.head = ChainHead(
+            seal.segment_seq + 1,
+            segment.seal_hash,
+            seal.next_seq,
+            seal.last_received_at or self.head.last_received_at,
+        )
+        return segment
+
+
+def recover_chain_head(
+    store: ObjectStore,
+    prefix: str,
+    stream: str,
+    own_key: TrustedKey,
+    *,
+    store_holds_prefix: bool = True,
+) -> tuple[ChainHead, str | None]:
+    """Find the newest segment of ``stream`` and return the head after it.
+
+    Returns the genesis head and None when the stream has no segment yet;
+    otherwise the head and the newest segment's key. Only the newest version
+    of the highest-numbered key counts; it must be signed by ``own_key``.
+    ``store_holds_prefix`` is False for a local copy whose keys start at the
+    stream (what ``aws s3 sync`` of the prefix produces).
+
+    Raises:
+        IntegrityError: the newest segment is malformed, does not name its own
+            key, or is not signed by ``own_key`` (another writer, or tampering).
+        StorageError: the store failed.
+    """
+    newest: tuple[int, str] | None = None
+    listed_prefix = prefix if store_holds_prefix else ""
+    for version in store.list_versions(stream_prefix(listed_prefix, stream)):
+        location = parse_segment_key(version.key)
+        if version.is_delete_marker or location is None or location.stream != stream:
+            continue
+        if newest is None or location.segment_seq > newest[0]:
+            newest = (location.segment_seq, version.key)
+    if newest is None:
+        return ChainHead(), None
+    number, key = newest
+    data = store.get(key)
+    try:
+        opened = open_segment(data)
+        seal = parse_seal(opened.seal_bytes, key=key)
+    except MalformedSegmentError as e:
+        raise IntegrityError(
+            f"cannot continue stream {stream!r}: newest segment {key} is malformed ({e})", key=key
+        ) from e
+    if seal.key_id != own_key.key_id or not own_key.verify(
+        opened.signature, signing_message(opened.seal_bytes)
+    ):
+        raise IntegrityError(
+            f"cannot continue stream {stream!r}: newest segment {key} is not signed by this"
+            " agent's key (another writer uses this stream id, or the segment was replaced)",
+            key=key,
+            expected=own_key.key_id,
+            found=seal.key_id,
+        )
+    expected_key = segment_key(prefix, stream, number, seal.compression)
+    if seal.object_key != expected_key or seal.segment_seq != number:
+        raise IntegrityError(
+            f"newest segment {key} names another key",
+            key=key,
+            expected=expected_key,
+            found=seal.object_key,
+        )
+    return ChainHead(number + 1, opened.seal_hash, seal.next_seq, seal.last_received_at), key

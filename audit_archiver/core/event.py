@@ -1,0 +1,133 @@
+"""The audit event model: validation of what producers send, and the sealed line.
+
+An event is a JSON object. Required: ``actor``, ``action`` and ``resource``,
+each a non-empty string or an object with a non-empty string ``id``. Optional
+fields with a checked shape: ``time`` (RFC 3339, the producer's claim),
+``outcome`` (string), ``source_ip`` (an IPv4 or IPv6 address) and ``details``
+(object). Any other field is kept as sent.
+
+When sealed, the archiver adds two fields of its own: ``seq`` (per stream,
+gap-free, from 0) and ``received_at`` (archiver clock, see
+:mod:`audit_archiver.core.encoding`). Producers may not send these two names.
+The sealed line is :func:`~audit_archiver.core.encoding.canonical_json` of the
+merged object, without the newline that separates lines in a segment body.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from audit_archiver.core.encoding import canonical_json, is_archiver_timestamp, parse_rfc3339
+from audit_archiver.errors import EventValidationError
+
+__all__ = [
+    "REQUIRED_FIELDS",
+    "RESERVED_FIELDS",
+    "parse_event_line",
+    "seal_event",
+    "validate_event",
+]
+
+REQUIRED_FIELDS = ("actor", "action", "resource")
+RESERVED_FIELDS = ("seq", "received_at")
+
+
+def _check_subject(name: str, value: object) -> None:
+    if isinstance(value, str):
+        if not value.strip():
+            raise EventValidationError("must not be empty", field=name)
+        return
+    if isinstance(value, Mapping):
+        ident = value.get("id")
+        if isinstance(ident, str) and ident.strip():
+            return
+        raise EventValidationError("object needs a non-empty string 'id'", field=name)
+    if value is None:
+        raise EventValidationError("is required", field=name)
+    raise EventValidationError("must be a string or an object with an 'id'", field=name)
+
+
+def _check_optional(event: Mapping[str, Any]) -> None:
+    if "time" in event:
+        when = event["time"]
+        if not isinstance(when, str):
+            raise EventValidationError("must be an RFC 3339 string", field="time")
+        try:
+            parse_rfc3339(when)
+        except ValueError as e:
+            raise EventValidationError(
+                "is not an RFC 3339 date-time with offset", field="time"
+            ) from e
+    if "outcome" in event and not isinstance(event["outcome"], str):
+        raise EventValidationError("must be a string", field="outcome")
+    if "source_ip" in event:
+        address = event["source_ip"]
+        try:
+            ipaddress.ip_address(address if isinstance(address, str) else "")
+        except ValueError as e:
+            raise EventValidationError("is not an IP address", field="source_ip") from e
+    if "details" in event and not isinstance(event["details"], Mapping):
+        raise EventValidationError("must be an object", field="details")
+
+
+def validate_event(event: object) -> dict[str, Any]:
+    """Check a producer's event and return it as a plain dict.
+
+    Raises:
+        EventValidationError: the event is not an object, a required field is
+            missing or empty, an optional field has the wrong shape, or a
+            reserved field (``seq``, ``received_at``) is present.
+    """
+    if not isinstance(event, Mapping):
+        raise EventValidationError("event must be a JSON object")
+    for name in REQUIRED_FIELDS:
+        _check_subject(name, event.get(name))
+    for name in RESERVED_FIELDS:
+        if name in event:
+            raise EventValidationError("is reserved for the archiver", field=name)
+    _check_optional(event)
+    try:
+        canonical_json(event)
+    except (ValueError, TypeError) as e:
+        raise EventValidationError(f"cannot be encoded as JSON ({e})") from e
+    return dict(event)
+
+
+def parse_event_line(raw: bytes) -> dict[str, Any]:
+    """Decode one NDJSON line from a producer and validate it.
+
+    Raises:
+        EventValidationError: the line is not UTF-8, not JSON, or not a valid event.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EventValidationError("invalid UTF-8") from e
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as e:
+        raise EventValidationError(f"not JSON ({e})") from e
+    return validate_event(value)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed")
+
+
+def seal_event(event: Mapping[str, Any], seq: int, received_at: str) -> bytes:
+    """Return the sealed line for a validated event: canonical JSON, no newline.
+
+    Raises:
+        ValueError: ``seq`` is negative or ``received_at`` is not an archiver timestamp.
+    """
+    if seq < 0:
+        raise ValueError("seq must be >= 0")
+    if not is_archiver_timestamp(received_at):
+        raise ValueError(f"received_at is not an archiver timestamp: {received_at!r}")
+    merged = dict(event)
+    merged["seq"] = seq
+    merged["received_at"] = received_at
+    return canonical_json(merged)

@@ -1,0 +1,131 @@
+"""One error hierarchy for audit-archiver, split by who is at fault.
+
+- :class:`IntegrityError`: the evidence is bad (hash, Merkle root, chain,
+  signature, malformed segment). Carries the object key and what was expected
+  and found. Exit code 1.
+- :class:`StorageError`: S3 or the local disk failed or refused. Exit code 2.
+- :class:`InputError`: a client sent bad events. Exit code 2 on the CLI,
+  HTTP 400 in the agent.
+- :class:`ConfigurationError`: bad flags, files, keys or bucket settings.
+  Exit code 2.
+
+Foreign exceptions are wrapped at the boundary with ``raise ... from e``; the
+CLI turns this hierarchy into one message line and an exit code in one place.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuditArchiverError",
+    "ConfigurationError",
+    "EventValidationError",
+    "InputError",
+    "IntegrityError",
+    "KeyFileError",
+    "MalformedSegmentError",
+    "ObjectExistsError",
+    "ObjectNotFoundError",
+    "SpoolFullError",
+    "StorageError",
+    "StreamForkedError",
+]
+
+
+class AuditArchiverError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    exit_code = 2
+
+
+class IntegrityError(AuditArchiverError):
+    """The evidence does not check out.
+
+    Attributes:
+        key: object key (or file path) of the evidence, if known.
+        expected: what a correct archive would hold, if known.
+        found: what was actually found, if known.
+    """
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        expected: str | None = None,
+        found: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.expected = expected
+        self.found = found
+
+
+class MalformedSegmentError(IntegrityError):
+    """The bytes are not a well-formed v1 segment (truncated, garbage, hostile)."""
+
+
+class StreamForkedError(IntegrityError):
+    """Another writer stored a different segment under this stream's next key."""
+
+
+class StorageError(AuditArchiverError):
+    """The object store (S3 or a local directory) failed or refused a request."""
+
+
+class ObjectExistsError(StorageError):
+    """A conditional put found an object already stored under the key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"an object already exists at {key}")
+        self.key = key
+
+
+class ObjectNotFoundError(StorageError):
+    """The requested object or object version does not exist."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no object at {key}")
+        self.key = key
+
+
+class InputError(AuditArchiverError):
+    """A client supplied bad input (events, request bodies)."""
+
+
+class EventValidationError(InputError):
+    """One event is invalid.
+
+    Attributes:
+        field: the offending field name, or None when the event as a whole is bad.
+        reason: short human explanation.
+        line: 1-based line number in the request body, when known.
+    """
+
+    def __init__(self, reason: str, *, field: str | None = None, line: int | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        self.line = line
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        what = f"field {self.field!r}: " if self.field else ""
+        return f"{where}{what}{self.reason}"
+
+    def at_line(self, line: int) -> EventValidationError:
+        """Return a copy of this error that names the request line."""
+        return EventValidationError(self.reason, field=self.field, line=line)
+
+
+class SpoolFullError(StorageError):
+    """The agent's spool is over its byte cap; the client should retry later."""
+
+
+class ConfigurationError(AuditArchiverError):
+    """Bad flags, config files, bucket settings or environment."""
+
+
+class KeyFileError(ConfigurationError):
+    """A key file is missing, unreadable, malformed or too widely readable."""

@@ -1,0 +1,104 @@
+"""Key files: generation and loading, with the permission checks a signing key needs.
+
+Private keys are unencrypted PKCS#8 PEM files readable by their owner only
+(mode 0600); loading one that the group or others can read fails, as ssh does.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from audit_archiver.core.signing import (
+    Ed25519Signer,
+    TrustedKey,
+    generate_ed25519_private_pem,
+    load_trusted_key,
+)
+from audit_archiver.errors import KeyFileError
+
+__all__ = [
+    "PRIVATE_KEY_NAME",
+    "PUBLIC_KEY_NAME",
+    "generate_key_pair",
+    "load_public_keys",
+    "load_signer",
+]
+
+PRIVATE_KEY_NAME = "signing.key"
+PUBLIC_KEY_NAME = "signing.pub"
+
+
+def generate_key_pair(directory: Path) -> tuple[Path, Path, str]:
+    """Write a new Ed25519 key pair into ``directory``; return both paths and the key id.
+
+    Raises:
+        KeyFileError: a key file already exists there, or the files cannot be written.
+    """
+    private_path = directory / PRIVATE_KEY_NAME
+    public_path = directory / PUBLIC_KEY_NAME
+    for path in (private_path, public_path):
+        if path.exists():
+            raise KeyFileError(f"{path} already exists; refusing to overwrite a key")
+    pem = generate_ed25519_private_pem()
+    signer = Ed25519Signer.from_pem(pem)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(pem)
+        os.chmod(private_path, 0o600)
+        descriptor = os.open(public_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(signer.public_pem())
+    except FileExistsError as e:
+        raise KeyFileError(f"{e.filename} already exists; refusing to overwrite a key") from e
+    except OSError as e:
+        raise KeyFileError(f"cannot write key files in {directory}: {e.strerror}") from e
+    return private_path, public_path, signer.key_id
+
+
+def load_signer(path: Path) -> Ed25519Signer:
+    """Load an Ed25519 signer from a private key file readable by its owner only.
+
+    Raises:
+        KeyFileError: missing, unreadable, group/world-readable, or not an
+            unencrypted Ed25519 PEM private key.
+    """
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(
+                f"private key {path} is accessible by group or others"
+                f" (mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+            )
+        pem = path.read_bytes()
+    except OSError as e:
+        raise KeyFileError(f"cannot read private key {path}: {e.strerror}") from e
+    try:
+        return Ed25519Signer.from_pem(pem)
+    except ValueError as e:
+        raise KeyFileError(f"{path}: {e}") from e
+
+
+def load_public_keys(paths: list[Path]) -> dict[str, TrustedKey]:
+    """Load trusted public keys, indexed by key id.
+
+    Raises:
+        KeyFileError: a file is missing, unreadable or not a supported public key.
+    """
+    if not paths:
+        raise KeyFileError("at least one --public-key is required")
+    keys: dict[str, TrustedKey] = {}
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise KeyFileError(f"cannot read public key {path}: {e.strerror}") from e
+        try:
+            key = load_trusted_key(data)
+        except ValueError as e:
+            raise KeyFileError(f"{path}: {e}") from e
+        keys[key.key_id] = key
+    return keys

@@ -1,0 +1,1 @@
+"""Storage drivers behind one small protocol: S3 and a local directory."""

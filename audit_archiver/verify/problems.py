@@ -1,0 +1,55 @@
+"""Problem kinds: the stable codes of the verify report (public interface).
+
+Each kind is documented in ``docs/FORMAT.md``; a test keeps the two in step.
+A problem names the object key it concerns and says what was expected and
+found where that is known, so the report is evidence, not a verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["KINDS", "Problem"]
+
+KINDS: dict[str, str] = {
+    "malformed_segment": "the object is not a well-formed v1 segment (truncated, garbage, bad seal)"  # noqa: E501,
+    "unknown_key": "the seal is signed by a key that is not among the trusted public keys",
+    "signature_invalid": "the seal's signature does not verify with the trusted key it names",
+    "body_hash_mismatch": "the compressed body's SHA-256 differs from the seal's body_hash",
+    "merkle_mismatch": "the RFC 6962 root of the event lines differs from the seal's merkle_root",
+    "seal_mismatch": "the seal's event count, seq range or received_at bounds differ from the body",
+    "event_invalid": "an event line is not a JSON object with a valid seq and received_at",
+    "key_mismatch": "the object's key, stream or segment number differs from what its seal names",
+    "chain_broken": "prev_seal_hash differs from the seal hash of the previous segment",
+    "sequence_gap": "segments or event seq numbers are missing, repeated or out of order",
+    "time_regression": "received_at or sealed_at goes backwards",
+    "unexpected_object": "an object under the prefix is not a segment of the layout",
+    "duplicate_segment": "two objects claim the same stream and segment number",
+    "stream_missing": "a stream that was asked for, or seen before, has no segments",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One integrity problem, with its evidence."""
+
+    kind: str
+    key: str
+    detail: str
+    stream: str | None = None
+    expected: str | None = None
+    found: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown problem kind {self.kind!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the problem as a JSON-ready dict (kind, key, detail, then evidence)."""
+        out: dict[str, Any] = {"kind": self.kind, "key": self.key, "detail": self.detail}
+        for name in ("stream", "expected", "found"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
