@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 import json
 import struct
 import zlib
@@ -41,6 +40,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "OpenedSegment",
     "SealedSegment",
+    "assemble_segment",
     "build_segment",
     "compress_body",
     "decompress_body",
@@ -107,6 +107,9 @@ def iter_decompressed(
 ) -> Iterator[bytes]:
     """Yield the decompressed body in chunks, refusing to inflate past ``max_bytes``.
 
+    A zstd body is exactly one frame that declares its content size (checked
+    against ``max_bytes`` before inflating); a gzip body is one member.
+
     Raises:
         MalformedSegmentError: corrupt or truncated data, or a body that would
             exceed ``max_bytes`` (a decompression bomb).
@@ -114,16 +117,7 @@ def iter_decompressed(
     total = 0
     try:
         if compression == "zstd":
-            if not body.startswith(_ZSTD_FRAME_MAGIC):
-                raise MalformedSegmentError("body is not a zstd frame")
-            reader = zstandard.ZstdDecompressor().stream_reader(
-                io.BytesIO(body), read_across_frames=True
-            )
-            while chunk := reader.read(_CHUNK):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise MalformedSegmentError(f"body inflates past {max_bytes} bytes")
-                yield chunk
+            yield _decompress_zstd_frame(body, max_bytes)
             return
         if compression == "gzip":
             unpacker = zlib.decompressobj(31)
@@ -145,6 +139,24 @@ def iter_decompressed(
         raise MalformedSegmentError(f"unknown compression {compression!r}")
     except (zstandard.ZstdError, zlib.error) as e:
         raise MalformedSegmentError(f"cannot decompress body: {e}") from e
+
+
+def _decompress_zstd_frame(body: bytes, max_bytes: int) -> bytes:
+    """Decompress exactly one zstd frame whose header declares its size."""
+    if not body.startswith(_ZSTD_FRAME_MAGIC):
+        raise MalformedSegmentError("body is not a zstd frame")
+    declared = zstandard.get_frame_parameters(body).content_size
+    if declared == zstandard.CONTENTSIZE_UNKNOWN:
+        raise MalformedSegmentError("zstd frame does not declare its content size")
+    if declared > max_bytes:
+        raise MalformedSegmentError(f"body inflates past {max_bytes} bytes")
+    unpacker = zstandard.ZstdDecompressor().decompressobj()
+    raw: bytes = unpacker.decompress(body)
+    if not unpacker.eof:
+        raise MalformedSegmentError("truncated zstd body")
+    if unpacker.unused_data:
+        raise MalformedSegmentError("data after the zstd body")
+    return raw
 
 
 def decompress_body(
@@ -227,11 +239,23 @@ def build_segment(
         sealed_at=sealed_at,
         retention_days=retention_days,
     )
+    return assemble_segment(seal, body, signer)
+
+
+def assemble_segment(seal: Seal, body: bytes, signer: Signer) -> SealedSegment:
+    """Sign ``seal`` and frame it with an already compressed ``body``.
+
+    The caller vouches that ``seal`` describes ``body``; :func:`build_segment`
+    is the way to get one that does.
+
+    Raises:
+        ValueError: the seal block would exceed the frame's size limit.
+    """
     seal_bytes = seal.to_bytes()
     signature = signer.sign(signing_message(seal_bytes))
     signature_line = canonical_json({"signature": base64.b64encode(signature).decode("ascii")})
     block = seal_bytes + b"\n" + signature_line + b"\n"
-    data = _frame_seal_block(block, compression) + body
+    data = _frame_seal_block(block, seal.compression) + body
     return SealedSegment(seal.object_key, data, seal, seal_bytes)
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 __all__ = ["KINDS", "Problem"]
 
+# fmt: off
 KINDS: dict[str, str] = {
-    "malformed_segment": "the object is not a well-formed v1 segment (truncated, garbage, bad seal)"  # noqa: E501,
+    "malformed_segment": "the object is not a well-formed v1 segment (truncated, garbage, bad seal)",
     "unknown_key": "the seal is signed by a key that is not among the trusted public keys",
     "signature_invalid": "the seal's signature does not verify with the trusted key it names",
     "body_hash_mismatch": "the compressed body's SHA-256 differs from the seal's body_hash",
@@ -28,6 +29,7 @@ KINDS: dict[str, str] = {
     "duplicate_segment": "two objects claim the same stream and segment number",
     "stream_missing": "a stream that was asked for, or seen before, has no segments",
 }
+# fmt: on
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audit_archiver.core.event import parse_event_line, seal_event, validate_event
+from audit_archiver.errors import EventValidationError
+
+VALID = {"actor": "alice", "action": "read", "resource": "doc/1"}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        VALID,
+        {"actor": {"id": "alice", "type": "user"}, "action": "read", "resource": {"id": "x"}},
+        {**VALID, "time": "2026-11-23T10:00:00Z", "outcome": "denied"},
+        {**VALID, "time": "2026-11-23T10:00:00.123456789+02:00", "source_ip": "2001:db8::1"},
+        {**VALID, "details": {"nested": [1, 2, {"k": None}]}, "extra": True},
+    ],
+)
+def test_valid_events(event: dict[str, object]) -> None:
+    assert validate_event(event) == event
+
+
+@pytest.mark.parametrize(
+    ("event", "field", "reason"),
+    [
+        ([1, 2], None, "must be a JSON object"),
+        ({"action": "read", "resource": "r"}, "actor", "is required"),
+        ({**VALID, "actor": ""}, "actor", "must not be empty"),
+        ({**VALID, "action": "   "}, "action", "must not be empty"),
+        ({**VALID, "resource": {"name": "x"}}, "resource", "non-empty string 'id'"),
+        ({**VALID, "resource": {"id": ""}}, "resource", "non-empty string 'id'"),
+        ({**VALID, "actor": 42}, "actor", "string or an object"),
+        ({**VALID, "time": "yesterday"}, "time", "RFC 3339"),
+        ({**VALID, "time": "2026-11-23T10:00:00"}, "time", "RFC 3339"),
+        ({**VALID, "time": 1700000000}, "time", "RFC 3339"),
+        ({**VALID, "source_ip": "10.0.0.300"}, "source_ip", "IP address"),
+        ({**VALID, "outcome": 1}, "outcome", "string"),
+        ({**VALID, "details": "x"}, "details", "object"),
+        ({**VALID, "seq": 5}, "seq", "reserved"),
+        ({**VALID, "received_at": "x"}, "received_at", "reserved"),
+    ],
+)
+def test_invalid_events_name_the_field(event: object, field: str | None, reason: str) -> None:
+    with pytest.raises(EventValidationError) as info:
+        validate_event(event)
+    assert info.value.field == field
+    assert reason in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe", "invalid UTF-8"),
+        (b"{not json", "not JSON"),
+        (b'{"actor":"a","action":"b","resource":"c","n":NaN}', "not JSON"),
+        (b'"just a string"', "must be a JSON object"),
+    ],
+)
+def test_parse_event_line_rejects_bad_bytes(raw: bytes, reason: str) -> None:
+    with pytest.raises(EventValidationError, match=reason):
+        parse_event_line(raw)
+
+
+def test_line_number_is_reported() -> None:
+    error = EventValidationError("is required", field="actor").at_line(7)
+    assert str(error) == "line 7: field 'actor': is required"
+
+
+def test_sealed_line_is_canonical_and_carries_archiver_fields() -> None:
+    line = seal_event(
+        {"resource": "r", "actor": "é", "action": "a"}, 3, "2026-01-01T00:00:00.000001Z"
+    )
+    assert (
+        line
+        == (
+            '{"action":"a","actor":"é","received_at":"2026-01-01T00:00:00.000001Z",'
+            '"resource":"r","seq":3}'
+        ).encode()
+    )
+    assert json.loads(line)["seq"] == 3
+
+
+@pytest.mark.parametrize(
+    ("seq", "when"), [(-1, "2026-01-01T00:00:00.000001Z"), (0, "2026-01-01T00:00:00Z")]
+)
+def test_seal_event_rejects_bad_archiver_fields(seq: int, when: str) -> None:
+    with pytest.raises(ValueError, match=r"seq|received_at"):
+        seal_event(VALID, seq, when)

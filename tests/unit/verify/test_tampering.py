@@ -1,0 +1,286 @@
+"""Every problem kind, produced by a real tampered archive, with the exact verdict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from audit_archiver.core.seal import GENESIS_HASH
+from audit_archiver.storage.localdir import LocalDirectoryStore
+from audit_archiver.verify.problems import KINDS
+from audit_archiver.verify.verifier import Verifier, VerifyOptions
+from tests.helpers import (
+    OTHER_SEED,
+    body_lines,
+    build_stream,
+    fixed_signer,
+    forge,
+    kinds,
+    tick,
+    trusted_keys,
+    verify_dir,
+)
+
+S0, S1, S2 = (f"s1/00000000000{i}.ndjson.zst" for i in range(3))
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    build_stream(tmp_path, "s1")
+    return tmp_path
+
+
+def segment_path(root: Path, n: int, stream: str = "s1") -> Path:
+    return root / stream / f"{n:012d}.ndjson.zst"
+
+
+def test_clean_archive_passes_with_exact_counts(archive: Path) -> None:
+    build_stream(archive, "s2", segments=2, per_segment=5, compression="gzip")
+    report = verify_dir(archive)
+    assert report.ok, report.problems
+    assert (len(report.streams), report.segments, report.events) == (2, 5, 22)
+    heads = {s.stream: s.head_segment_seq for s in report.streams}
+    assert heads == {"s1": 2, "s2": 1}
+
+
+def test_flipped_body_byte(archive: Path) -> None:
+    path = segment_path(archive, 1)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x40
+    path.write_bytes(bytes(data))
+    assert kinds(verify_dir(archive)) == [("body_hash_mismatch", S1), ("malformed_segment", S1)]
+
+
+def test_flipped_seal_byte_breaks_signature_and_next_link(archive: Path) -> None:
+    path = segment_path(archive, 1)
+    data = path.read_bytes()
+    marker = b'"sealed_at":"2026'
+    at = data.index(marker) + len(marker) - 1
+    path.write_bytes(data[:at] + b"5" + data[at + 1 :])
+    assert kinds(verify_dir(archive)) == [
+        ("chain_broken", S2),
+        ("signature_invalid", S1),
+        ("time_regression", S1),
+        ("time_regression", S1),
+    ]
+
+
+def test_dropped_segment_is_a_gap(archive: Path) -> None:
+    segment_path(archive, 1).unlink()
+    report = verify_dir(archive)
+    assert kinds(report) == [("sequence_gap", S2)]
+    assert report.problems[0].expected == "1"
+    assert report.problems[0].found == "2"
+
+
+def test_dropped_first_segment_is_a_gap(archive: Path) -> None:
+    segment_path(archive, 0).unlink()
+    assert kinds(verify_dir(archive)) == [("sequence_gap", S1)]
+
+
+def test_reordered_segments(archive: Path) -> None:
+    one, two = segment_path(archive, 1), segment_path(archive, 2)
+    a, b = one.read_bytes(), two.read_bytes()
+    one.write_bytes(b)
+    two.write_bytes(a)
+    assert kinds(verify_dir(archive)) == [
+        ("chain_broken", S1),
+        ("chain_broken", S2),
+        ("key_mismatch", S1),
+        ("key_mismatch", S1),
+        ("key_mismatch", S2),
+        ("key_mismatch", S2),
+        ("sequence_gap", S1),
+        ("sequence_gap", S2),
+        ("time_regression", S2),
+        ("time_regression", S2),
+    ]
+
+
+def test_resigned_with_another_key(archive: Path) -> None:
+    original = build_stream(None, "s1")[1]
+    segment_path(archive, 1).write_bytes(forge(original, fixed_signer(OTHER_SEED)))
+    assert kinds(verify_dir(archive)) == [("chain_broken", S2), ("unknown_key", S1)]
+
+
+def test_second_trusted_key_is_accepted(tmp_path: Path) -> None:
+    other = fixed_signer(OTHER_SEED)
+    build_stream(tmp_path, "s1", signer=other)
+    assert kinds(verify_dir(tmp_path)) == [("unknown_key", k) for k in (S0, S1, S2)]
+    assert verify_dir(tmp_path, fixed_signer(), other).ok
+
+
+def test_spliced_streams(archive: Path) -> None:
+    build_stream(archive, "s2")
+    shutil.copyfile(segment_path(archive, 1, "s2"), segment_path(archive, 1))
+    assert kinds(verify_dir(archive)) == [
+        ("chain_broken", S1),
+        ("chain_broken", S2),
+        ("key_mismatch", S1),
+        ("key_mismatch", S1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keep", "expected"),
+    [
+        (5, [("malformed_segment", S2)]),
+        (-40, [("body_hash_mismatch", S2), ("malformed_segment", S2)]),
+    ],
+)
+def test_truncated_segment(archive: Path, keep: int, expected: list[tuple[str, str]]) -> None:
+    path = segment_path(archive, 2)
+    path.write_bytes(path.read_bytes()[:keep])
+    assert kinds(verify_dir(archive)) == expected
+
+
+def test_garbage_and_empty_objects(archive: Path) -> None:
+    segment_path(archive, 3).write_bytes(b"\x00garbage" * 100)
+    segment_path(archive, 4).write_bytes(b"")
+    s3, s4 = "s1/000000000003.ndjson.zst", "s1/000000000004.ndjson.zst"
+    assert kinds(verify_dir(archive)) == [("malformed_segment", s3), ("malformed_segment", s4)]
+
+
+def test_merkle_root_not_matching_lines(archive: Path) -> None:
+    last = build_stream(None, "s1")[2]
+    segment_path(archive, 2).write_bytes(forge(last, fixed_signer(), merkle_root="ab" * 32))
+    assert kinds(verify_dir(archive)) == [("merkle_mismatch", S2)]
+
+
+def test_event_removed_and_resigned(archive: Path) -> None:
+    last = build_stream(None, "s1")[2]
+    lines = body_lines(last)
+    del lines[1]
+    raw = b"".join(line + b"\n" for line in lines)
+    segment_path(archive, 2).write_bytes(forge(last, fixed_signer(), raw_body=raw))
+    assert kinds(verify_dir(archive)) == [
+        ("merkle_mismatch", S2),
+        ("seal_mismatch", S2),
+        ("sequence_gap", S2),
+        ("sequence_gap", S2),
+    ]
+
+
+def test_seal_bounds_not_matching_body(archive: Path) -> None:
+    last = build_stream(None, "s1")[2]
+    forged = forge(last, fixed_signer(), first_received_at=tick(0))
+    segment_path(archive, 2).write_bytes(forged)
+    assert kinds(verify_dir(archive)) == [("seal_mismatch", S2), ("time_regression", S2)]
+
+
+def test_invalid_event_lines(archive: Path) -> None:
+    last = build_stream(None, "s1")[2]
+    lines = body_lines(last)
+    lines[2] = b'{"actor":"x","seq":"ten"}'
+    lines[3] = b"not json"
+    segment = forge(last, fixed_signer(), raw_body=b"".join(x + b"\n" for x in lines))
+    segment_path(archive, 2).write_bytes(segment)
+    report = verify_dir(archive)
+    assert kinds(report) == [("event_invalid", S2), ("merkle_mismatch", S2), ("seal_mismatch", S2)]
+    assert "first at line 3" in next(p.detail for p in report.problems if p.kind == "event_invalid")
+
+
+def test_event_seq_and_time_regress_inside_segment(archive: Path) -> None:
+    last = build_stream(None, "s1")[2]
+    events = [json.loads(line) for line in body_lines(last)]
+    events[1]["seq"], events[2]["seq"] = events[2]["seq"], events[1]["seq"]
+    events[3]["received_at"] = tick(0)
+    raw = b"".join(json.dumps(e, sort_keys=True).encode() + b"\n" for e in events)
+    segment_path(archive, 2).write_bytes(forge(last, fixed_signer(), raw_body=raw))
+    assert kinds(verify_dir(archive)) == [
+        ("merkle_mismatch", S2),
+        ("seal_mismatch", S2),
+        ("sequence_gap", S2),
+        ("sequence_gap", S2),
+        ("time_regression", S2),
+    ]
+
+
+def test_sealed_before_last_event(archive: Path) -> None:
+    last = build_stream(None, "s1")[2]
+    segment_path(archive, 2).write_bytes(forge(last, fixed_signer(), sealed_at=tick(9)))
+    assert kinds(verify_dir(archive)) == [("time_regression", S2), ("time_regression", S2)]
+
+
+def test_link_to_wrong_previous_seal(archive: Path) -> None:
+    last = build_stream(None, "s1")[2]
+    segment_path(archive, 2).write_bytes(forge(last, fixed_signer(), prev_seal_hash="cd" * 32))
+    report = verify_dir(archive)
+    assert kinds(report) == [("chain_broken", S2)]
+    assert report.problems[0].found == "cd" * 32
+
+
+def test_first_segment_must_link_to_genesis(archive: Path) -> None:
+    first = build_stream(None, "s1")[0]
+    forged = forge(first, fixed_signer(), prev_seal_hash="ef" * 32)
+    segment_path(archive, 0).write_bytes(forged)
+    report = verify_dir(archive)
+    assert kinds(report) == [("chain_broken", S0), ("chain_broken", S1)]
+    assert report.problems[0].expected == GENESIS_HASH
+
+
+def test_event_seq_gap_between_segments(archive: Path) -> None:
+    last = build_stream(None, "s1")[2]
+    forged = forge(last, fixed_signer(), first_seq=9, last_seq=12)
+    segment_path(archive, 2).write_bytes(forged)
+    report = verify_dir(archive)
+    assert kinds(report) == [("sequence_gap", S2)] * 5
+    link = [p for p in report.problems if "previous segment" in p.detail]
+    assert [(p.expected, p.found) for p in link] == [("8", "9")]
+
+
+def test_wrong_prefix_is_a_key_mismatch(archive: Path) -> None:
+    report = verify_dir(archive, prefix="elsewhere")
+    assert kinds(report) == [("key_mismatch", S0), ("key_mismatch", S1), ("key_mismatch", S2)]
+    assert report.problems[0].expected == "elsewhere/" + S0
+    assert verify_dir(archive, prefix=None).ok
+
+
+def test_unexpected_objects(archive: Path) -> None:
+    (archive / "README").write_text("hello")
+    (archive / "s1" / "notes.txt").write_text("hello")
+    (archive / "s1" / "1.ndjson.zst").write_bytes(segment_path(archive, 1).read_bytes())
+    assert kinds(verify_dir(archive)) == [
+        ("unexpected_object", "README"),
+        ("unexpected_object", "s1/1.ndjson.zst"),
+        ("unexpected_object", "s1/notes.txt"),
+    ]
+
+
+def test_duplicate_segment_number(archive: Path) -> None:
+    gz = "s1/000000000001.ndjson.gz"
+    shutil.copyfile(segment_path(archive, 1), archive / gz)
+    assert kinds(verify_dir(archive)) == [("duplicate_segment", S1), ("key_mismatch", gz)]
+
+
+def test_requested_stream_missing(archive: Path) -> None:
+    options = VerifyOptions(seal_prefix="audit", streams=("s1", "nope"))
+    store = LocalDirectoryStore(archive)
+    report = Verifier(store, trusted_keys(fixed_signer()), options, "x").run()
+    assert kinds(report) == [("stream_missing", "nope")]
+    assert report.segments == 3
+
+
+def test_decompression_bomb_is_refused(tmp_path: Path) -> None:
+    build_stream(tmp_path, "s1", segments=1, per_segment=400)
+    options = VerifyOptions(seal_prefix="audit", max_body_bytes=4096)
+    store = LocalDirectoryStore(tmp_path)
+    report = Verifier(store, trusted_keys(fixed_signer()), options, "x").run()
+    assert kinds(report) == [("malformed_segment", S0)]
+    assert "inflates past 4096" in report.problems[0].detail
+
+
+def test_heartbeat_segments_verify(tmp_path: Path) -> None:
+    build_stream(tmp_path, "s1", segments=4, empty_segments=(1, 2))
+    report = verify_dir(tmp_path)
+    assert report.ok, report.problems
+    assert (report.segments, report.events) == (4, 8)
+
+
+def test_every_kind_is_produced_by_a_test() -> None:
+    source = Path(__file__).read_text()
+    untested = [kind for kind in KINDS if f'"{kind}"' not in source]
+    assert untested == []
