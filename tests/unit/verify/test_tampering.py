@@ -284,3 +284,10 @@ def test_every_kind_is_produced_by_a_test() -> None:
     source = Path(__file__).read_text()
     untested = [kind for kind in KINDS if f'"{kind}"' not in source]
     assert untested == []
+
+
+def test_every_kind_is_documented() -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "FORMAT.md").read_text()
+    rows = {line.split("|")[1].strip(" `") for line in doc.splitlines()
+            if line.startswith("| `")}
+    assert set(KINDS) <= rows
