@@ -288,6 +288,5 @@ def test_every_kind_is_produced_by_a_test() -> None:
 
 def test_every_kind_is_documented() -> None:
     doc = (Path(__file__).parents[3] / "docs" / "FORMAT.md").read_text()
-    rows = {line.split("|")[1].strip(" `") for line in doc.splitlines()
-            if line.startswith("| `")}
+    rows = {line.split("|")[1].strip(" `") for line in doc.splitlines() if line.startswith("| `")}
     assert set(KINDS) <= rows
