@@ -23,11 +23,14 @@ __all__ = [
     "IntegrityError",
     "KeyFileError",
     "MalformedSegmentError",
+    "NotReadyError",
     "ObjectExistsError",
     "ObjectNotFoundError",
     "SpoolFullError",
     "StorageError",
+    "StorageUnavailableError",
     "StreamForkedError",
+    "TransportChecksumError",
 ]
 
 
@@ -129,3 +132,24 @@ class ConfigurationError(AuditArchiverError):
 
 class KeyFileError(ConfigurationError):
     """A key file is missing, unreadable, malformed or too widely readable."""
+
+
+class NotReadyError(StorageError):
+    """The agent cannot accept events right now (starting, draining); retry later."""
+
+
+class StorageUnavailableError(StorageError):
+    """The object store could not be reached or asked to come back later.
+
+    Connection errors, timeouts, HTTP 5xx and throttling (``SlowDown``): the
+    request may succeed when retried. A plain :class:`StorageError` means the
+    store refused (access denied, no such bucket, invalid request).
+    """
+
+
+class TransportChecksumError(IntegrityError):
+    """Bytes read from the store do not match the checksum the store holds for them.
+
+    ``key`` names the object; ``expected`` is the checksum the store reported,
+    when known.
+    """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -128,3 +130,12 @@ def body_lines(segment: SealedSegment) -> list[bytes]:
     """The event lines of a segment (no newlines)."""
     opened = open_segment(segment.data)
     return decompress_body(opened.body, opened.container).splitlines()
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)

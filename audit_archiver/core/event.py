@@ -26,6 +26,7 @@ from audit_archiver.errors import EventValidationError
 __all__ = [
     "REQUIRED_FIELDS",
     "RESERVED_FIELDS",
+    "parse_event_batch",
     "parse_event_line",
     "seal_event",
     "validate_event",
@@ -131,3 +132,43 @@ def seal_event(event: Mapping[str, Any], seq: int, received_at: str) -> bytes:
     merged["seq"] = seq
     merged["received_at"] = received_at
     return canonical_json(merged)
+
+
+def parse_event_batch(body: bytes) -> list[dict[str, Any]]:
+    """Parse a request body: NDJSON (one event per line) or one JSON array of events.
+
+    Blank lines are ignored. All-or-nothing: the first bad event raises.
+
+    Raises:
+        EventValidationError: a line (or array element) is invalid; ``line`` is
+            its 1-based line number (array element index + 1 for arrays), or
+            the body holds no event.
+    """
+    stripped = body.lstrip()
+    if stripped.startswith(b"["):
+        try:
+            items = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        except UnicodeDecodeError as e:
+            raise EventValidationError("invalid UTF-8", line=1) from e
+        except ValueError as e:
+            raise EventValidationError(f"not a JSON array ({e})", line=1) from e
+        if not isinstance(items, list):
+            raise EventValidationError("not a JSON array", line=1)
+        events = []
+        for index, item in enumerate(items, start=1):
+            try:
+                events.append(validate_event(item))
+            except EventValidationError as e:
+                raise e.at_line(index) from e
+    else:
+        events = []
+        for number, raw in enumerate(body.split(b"\n"), start=1):
+            if not raw.strip():
+                continue
+            try:
+                events.append(parse_event_line(raw))
+            except EventValidationError as e:
+                raise e.at_line(number) from e
+    if not events:
+        raise EventValidationError("the body holds no event")
+    return events

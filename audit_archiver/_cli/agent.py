@@ -1,0 +1,153 @@
+"""``audit-archiver agent``: options (flag > AUDIT_ARCHIVER_* env > TOML file) to settings."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from audit_archiver.agent.batcher import BatchLimits
+from audit_archiver.config import AgentSettings, load_config_file, parse_listen
+from audit_archiver.errors import ConfigurationError
+
+_DEFAULTS = BatchLimits()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is None:
+        return
+    known = {p.name for p in ctx.command.params if p.name and p.name != "config"}
+    try:
+        ctx.default_map = load_config_file(value, known)
+    except ConfigurationError as e:
+        raise click.BadParameter(str(e)) from e
+
+
+def _opt(*names: str, **kwargs: Any) -> Callable[[_F], _F]:
+    name = names[0].lstrip("-").replace("-", "_").upper()
+    return click.option(*names, envvar=f"AUDIT_ARCHIVER_{name}", show_envvar=True, **kwargs)
+
+
+_PATH = click.Path(path_type=Path)
+
+
+@click.command()
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    envvar="AUDIT_ARCHIVER_CONFIG",
+    help="TOML file with any of these settings (keys: long flag names).",
+)
+@_opt("--bucket", help="S3 bucket with Object Lock enabled.")
+@_opt("--prefix", help="Key prefix for this archive, e.g. audit/prod.")
+@_opt("--stream", help="Stream id: one per agent (A-Z a-z 0-9 . _ -).")
+@_opt("--signing-key", type=_PATH, help="Ed25519 private key PEM (mode 0600).")
+@_opt("--retention-days", type=int, help="COMPLIANCE retention applied to every segment.")
+@_opt("--spool", type=_PATH, help="Spool directory (persistent volume).")
+@_opt("--listen", help="HOST:PORT for the HTTP API.")
+@_opt("--token-file", type=_PATH, help="File holding the bearer token clients send.")
+@_opt("--endpoint-url", help="S3-compatible endpoint (default: AWS).")
+@_opt("--region", help="AWS region of the bucket.")
+@_opt("--batch-max-events", type=int, default=_DEFAULTS.max_events, show_default=True)
+@_opt("--batch-max-bytes", type=int, default=_DEFAULTS.max_bytes, show_default=True)
+@_opt(
+    "--batch-max-age",
+    type=float,
+    default=_DEFAULTS.max_age,
+    show_default=True,
+    help="Seconds the oldest unsealed event may wait.",
+)
+@_opt(
+    "--heartbeat",
+    type=float,
+    default=None,
+    help="Seal an empty segment after this many idle seconds.",
+)
+@_opt(
+    "--spool-max-bytes",
+    type=int,
+    default=1 << 30,
+    show_default=True,
+    help="Above this the API answers 503 (backpressure).",
+)
+@_opt("--max-body-bytes", type=int, default=10 << 20, show_default=True)
+@_opt(
+    "--grace-period",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to keep uploading after SIGTERM.",
+)
+@_opt("--compression", type=click.Choice(["zstd", "gzip"]), default="zstd", show_default=True)
+@_opt("--stdin", is_flag=True, default=False, help="Also read NDJSON events from stdin.")
+@_opt("--tail", type=_PATH, help="Also follow this NDJSON file (survives rotation).")
+@_opt("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+@click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
+def agent(check_config: bool, log_level: str, **options: Any) -> None:
+    """Accept audit events, seal them into signed segments and upload them under
+    S3 Object Lock (COMPLIANCE).
+
+    Exit status: 0 clean shutdown, 1 the stream was forked by another writer,
+    2 configuration, bucket or spool error.
+    """
+    settings = _settings(options)
+    from audit_archiver.agent.logs import configure_logging
+    from audit_archiver.agent.run import read_token, run_agent
+
+    if check_config:
+        settings.validate()
+        read_token(settings)
+        from audit_archiver.keys import load_signer
+
+        key_id = load_signer(settings.signing_key).key_id
+        click.echo(
+            f"configuration OK: stream {settings.stream} -> s3://{settings.bucket}/"
+            f"{settings.prefix}/{settings.stream}/ (key id {key_id})"
+        )
+        return
+    configure_logging(log_level)
+    sys.exit(run_agent(settings))
+
+
+_REQUIRED = ("bucket", "prefix", "stream", "signing_key", "retention_days", "spool")
+
+
+def _settings(options: dict[str, Any]) -> AgentSettings:
+    missing = [name for name in _REQUIRED if options.get(name) is None]
+    if missing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        raise ConfigurationError(
+            f"missing setting(s): {flags} (flag, AUDIT_ARCHIVER_* variable or config file)"
+        )
+    batch = BatchLimits(
+        options["batch_max_events"],
+        options["batch_max_bytes"],
+        options["batch_max_age"],
+        options["heartbeat"],
+    )
+    return AgentSettings(
+        bucket=options["bucket"],
+        prefix=options["prefix"],
+        stream=options["stream"],
+        signing_key=Path(options["signing_key"]),
+        retention_days=options["retention_days"],
+        spool=Path(options["spool"]),
+        listen=parse_listen(options["listen"]) if options.get("listen") else None,
+        token_file=Path(options["token_file"]) if options.get("token_file") else None,
+        endpoint_url=options.get("endpoint_url"),
+        region=options.get("region"),
+        batch=batch,
+        spool_max_bytes=options["spool_max_bytes"],
+        max_body_bytes=options["max_body_bytes"],
+        grace_period=options["grace_period"],
+        stdin=options["stdin"],
+        tail=Path(options["tail"]) if options.get("tail") else None,
+        compression=options["compression"],
+    )

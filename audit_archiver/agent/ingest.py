@@ -1,0 +1,141 @@
+"""Group commit: numbering accepted events and making them durable together.
+
+Requests hand validated events to :class:`Committer`; one thread takes every
+request waiting, assigns gap-free ``seq`` numbers and one ``received_at`` per
+group (never earlier than the previous group's, so a clock step back cannot
+make time regress), appends them to the spool's WAL and fsyncs once for the
+whole group, then answers every request of the group. Concurrent requests share
+an fsync; a request over the spool cap is refused on its own with
+:class:`~audit_archiver.errors.SpoolFullError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from audit_archiver.agent import failpoints
+from audit_archiver.agent.metrics import AgentMetrics
+from audit_archiver.agent.spool import PendingEvent, Spool
+from audit_archiver.core.encoding import format_timestamp
+from audit_archiver.core.event import seal_event
+from audit_archiver.errors import SpoolFullError
+
+__all__ = ["Accepted", "Committer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The answer to one acknowledged request."""
+
+    accepted: int
+    first_seq: int
+    last_seq: int
+
+
+@dataclass
+class _Request:
+    events: list[dict[str, Any]]
+    size_hint: int
+    future: Future[Accepted]
+
+
+class Committer:
+    """The single writer of the WAL."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        *,
+        max_spool_bytes: int,
+        clock: Callable[[], datetime],
+        on_committed: Callable[[list[PendingEvent]], None],
+        metrics: AgentMetrics,
+    ) -> None:
+        self._spool = spool
+        self._max_spool_bytes = max_spool_bytes
+        self._clock = clock
+        self._on_committed = on_committed
+        self._metrics = metrics
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._last_received = ""
+        self._thread = threading.Thread(target=self._run, name="committer", daemon=True)
+
+    def start(self, last_received_at: str | None) -> None:
+        """Start the writer thread; ``received_at`` never goes below ``last_received_at``."""
+        self._last_received = last_received_at or ""
+        self._thread.start()
+
+    def submit(self, events: list[dict[str, Any]], size_hint: int) -> Future[Accepted]:
+        """Queue validated events; the future resolves once they are fsync'd."""
+        future: Future[Accepted] = Future()
+        self._queue.put(_Request(events, size_hint, future))
+        return future
+
+    def stop(self) -> None:
+        """Commit what is queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def over_cap(self) -> bool:
+        """True while the spool holds more than its cap."""
+        return self._spool.used_bytes() >= self._max_spool_bytes
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            group = [first]
+            while not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            stop = None in group
+            self._commit([r for r in group if r is not None])
+            if stop:
+                return
+
+    def _commit(self, group: list[_Request]) -> None:
+        if not group:
+            return
+        now = format_timestamp(self._clock())
+        received_at = max(now, self._last_received)
+        lines: list[bytes] = []
+        pending: list[PendingEvent] = []
+        answered: list[tuple[_Request, Accepted]] = []
+        budget = self._max_spool_bytes - self._spool.used_bytes()
+        seq = self._spool.next_seq
+        for request in group:
+            if request.size_hint > budget:
+                self._metrics.events_rejected.labels("spool_full").inc(len(request.events))
+                request.future.set_exception(SpoolFullError("the spool is full"))
+                continue
+            first = seq
+            for event in request.events:
+                line = seal_event(event, seq, received_at)
+                lines.append(line)
+                pending.append(PendingEvent(seq, received_at, line))
+                seq += 1
+                budget -= len(line) + 10
+            answered.append((request, Accepted(len(request.events), first, seq - 1)))
+        if not lines:
+            return
+        try:
+            self._spool.append(lines, pending[0].seq)
+        except Exception as e:
+            log.exception("WAL append failed; refusing the group")
+            for request, _ in answered:
+                request.future.set_exception(e)
+            return
+        self._last_received = received_at
+        failpoints.hit("before-ack")
+        self._metrics.events_accepted.inc(len(lines))
+        self._metrics.bytes_accepted.inc(sum(len(line) for line in lines))
+        self._on_committed(pending)
+        for request, accepted in answered:
+            request.future.set_result(accepted)

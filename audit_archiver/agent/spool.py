@@ -1,0 +1,424 @@
+"""The agent's durable spool: a write-ahead log of accepted events and sealed
+segments waiting for S3.
+
+Layout of the spool directory::
+
+    LOCK                    flock'd while an agent uses the spool
+    meta.json               stream, prefix and key id the spool belongs to
+    head.json               the chain head after the newest segment S3 confirmed
+    wal/<first seq>.wal     accepted events, one record per line: "<crc32 hex> <line>\\n"
+    sealed/<segment>.seg    sealed segments, exactly the bytes to upload
+
+Invariants:
+
+- An event is acknowledged only after its WAL record is fsync'd.
+- WAL records hold gap-free seq numbers in order, continuing ``head.json``.
+- A sealed segment is written to a temporary file, fsync'd and renamed into
+  place (and the directory fsync'd) before the WAL records it covers are dropped;
+  it is deleted only after ``head.json`` records that S3 holds it.
+- So after a crash at any point, every acknowledged event is in exactly one of:
+  the WAL (not sealed yet), a sealed file (not confirmed yet) or S3; and
+  re-running the pipeline from the spool seals and uploads each exactly once
+  (a re-upload of a segment S3 already holds is recognised as identical).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import os
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from threading import Lock
+from typing import Any, BinaryIO
+
+from audit_archiver.agent import failpoints
+from audit_archiver.agent.sealer import ChainHead
+from audit_archiver.core.seal import Seal, parse_seal
+from audit_archiver.core.segment import SealedSegment, open_segment
+from audit_archiver.errors import ConfigurationError, MalformedSegmentError, StorageError
+
+__all__ = ["PendingEvent", "SealedFile", "Spool", "SpoolIdentity", "SpoolState"]
+
+_SEQ_WIDTH = 12
+
+
+@dataclass(frozen=True)
+class SpoolIdentity:
+    """What a spool belongs to; a spool is never reused for another stream or key."""
+
+    stream: str
+    prefix: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An accepted event not yet sealed."""
+
+    seq: int
+    received_at: str
+    line: bytes
+
+
+@dataclass(frozen=True)
+class SealedFile:
+    """A sealed segment waiting in the spool for upload."""
+
+    segment_seq: int
+    key: str
+    seal: Seal
+    seal_hash: str
+    size: int
+
+
+@dataclass
+class SpoolState:
+    """What :meth:`Spool.open` found."""
+
+    uploaded_head: ChainHead | None
+    sealed: list[SealedFile] = field(default_factory=list)
+    pending: list[PendingEvent] = field(default_factory=list)
+
+    @property
+    def sealing_head(self) -> ChainHead | None:
+        """The chain head the next sealed segment continues from."""
+        if self.sealed:
+            newest = self.sealed[-1].seal
+            return ChainHead(
+                newest.segment_seq + 1,
+                self.sealed[-1].seal_hash,
+                newest.next_seq,
+                newest.last_received_at,
+            )
+        return self.uploaded_head
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_dir(path.parent)
+
+
+def _encode_record(line: bytes) -> bytes:
+    return b"%08x %s\n" % (zlib.crc32(line), line)
+
+
+class Spool:
+    """The spool directory of one agent. Thread-safe."""
+
+    def __init__(self, root: Path, *, wal_file_bytes: int = 16 << 20) -> None:
+        self.root = root
+        self._wal_dir = root / "wal"
+        self._sealed_dir = root / "sealed"
+        self._wal_file_bytes = wal_file_bytes
+        self._lock = Lock()
+        self._lock_handle: BinaryIO | None = None
+        self._wal: BinaryIO | None = None
+        self._wal_files: list[tuple[int, Path]] = []
+        self._next_seq = 0
+        self._wal_bytes = 0
+        self._sealed_bytes = 0
+
+    # -- opening and recovery -------------------------------------------------
+
+    def open(self, identity: SpoolIdentity) -> SpoolState:
+        """Lock the spool, check it belongs to ``identity`` and recover its state.
+
+        Raises:
+            ConfigurationError: another agent holds the spool, or it belongs to
+                another stream, prefix or key.
+            StorageError: the spool cannot be read or written, or is corrupt.
+        """
+        try:
+            for directory in (self.root, self._wal_dir, self._sealed_dir):
+                directory.mkdir(parents=True, exist_ok=True)
+            self._lock_handle = open(self.root / "LOCK", "ab")  # noqa: SIM115
+        except OSError as e:
+            raise StorageError(f"cannot use spool {self.root}: {e.strerror}") from e
+        try:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            self.close()
+            raise ConfigurationError(f"spool {self.root} is in use by another agent") from e
+        try:
+            return self._recover(identity)
+        except BaseException:
+            self.close()
+            raise
+
+    def _recover(self, identity: SpoolIdentity) -> SpoolState:
+        self._check_identity(identity)
+        head = self._read_head()
+        sealed = self._read_sealed()
+        state = SpoolState(head, sealed)
+        sealing = state.sealing_head
+        state.pending = self._read_wal(sealing.next_seq if sealing else 0)
+        if state.pending and sealing is None:
+            raise StorageError(f"spool {self.root} holds events but no chain head (corrupt)")
+        if state.pending and sealing and state.pending[0].seq != sealing.next_seq:
+            raise StorageError(
+                f"spool {self.root} is corrupt: WAL resumes at seq {state.pending[0].seq},"
+                f" expected {sealing.next_seq}"
+            )
+        if state.pending:
+            self._next_seq = state.pending[-1].seq + 1
+        else:
+            self._next_seq = sealing.next_seq if sealing else 0
+        return state
+
+    def _check_identity(self, identity: SpoolIdentity) -> None:
+        path = self.root / "meta.json"
+        try:
+            if not path.exists():
+                _write_atomically(path, json.dumps(asdict(identity)).encode())
+                return
+            found = json.loads(path.read_bytes())
+        except (OSError, ValueError) as e:
+            raise StorageError(f"cannot read {path}: {e}") from e
+        if found != asdict(identity):
+            raise ConfigurationError(
+                f"spool {self.root} belongs to stream {found.get('stream')!r} (prefix"
+                f" {found.get('prefix')!r}, key {str(found.get('key_id'))[:12]}…); use another"
+                " --spool directory for this stream"
+            )
+
+    def _read_head(self) -> ChainHead | None:
+        path = self.root / "head.json"
+        if not path.exists():
+            return None
+        try:
+            return ChainHead(**json.loads(path.read_bytes()))
+        except (OSError, ValueError, TypeError) as e:
+            raise StorageError(f"cannot read {path}: {e}") from e
+
+    def _read_sealed(self) -> list[SealedFile]:
+        found = []
+        for path in sorted(self._sealed_dir.glob("*.seg")):
+            data = path.read_bytes()
+            try:
+                opened = open_segment(data)
+                seal = parse_seal(opened.seal_bytes)
+            except MalformedSegmentError as e:
+                raise StorageError(f"sealed segment {path} is corrupt: {e}") from e
+            found.append(
+                SealedFile(seal.segment_seq, seal.object_key, seal, opened.seal_hash, len(data))
+            )
+            self._sealed_bytes += len(data)
+        for previous, current in itertools.pairwise(found):
+            if current.segment_seq != previous.segment_seq + 1:
+                raise StorageError(f"sealed segments in {self._sealed_dir} have a gap")
+        return found
+
+    def _read_wal(self, sealed_through: int) -> list[PendingEvent]:
+        pending: list[PendingEvent] = []
+        for path in sorted(self._wal_dir.glob("*.wal")):
+            first = int(path.stem)
+            self._wal_files.append((first, path))
+            self._wal_bytes += self._read_wal_file(path, sealed_through, pending)
+        return pending
+
+    def _read_wal_file(self, path: Path, sealed_through: int, out: list[PendingEvent]) -> int:
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            end = data.find(b"\n", offset)
+            record = data[offset:end] if end >= 0 else data[offset:]
+            line = record[9:]
+            valid = end >= 0 and record[8:9] == b" " and record[:8] == b"%08x" % zlib.crc32(line)
+            if not valid:
+                if end >= 0 and data.find(b"\n", end + 1) >= 0:
+                    raise StorageError(f"WAL {path} is corrupt at byte {offset}")
+                with open(path, "r+b") as handle:  # a torn final record was never acknowledged
+                    handle.truncate(offset)
+                    os.fsync(handle.fileno())
+                return offset
+            fields = json.loads(line)
+            if fields["seq"] >= sealed_through:
+                out.append(PendingEvent(fields["seq"], fields["received_at"], line))
+            offset = end + 1
+        return len(data)
+
+    # -- events ---------------------------------------------------------------
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next appended event gets."""
+        return self._next_seq
+
+    def used_bytes(self) -> int:
+        """Bytes the spool holds (WAL and sealed segments)."""
+        return self._wal_bytes + self._sealed_bytes
+
+    def initialize_head(self, head: ChainHead) -> None:
+        """Record where a new spool's chain starts (genesis, or the bucket's head).
+
+        Raises:
+            StorageError: the spool already has events or a head, or cannot be written.
+        """
+        with self._lock:
+            if self._wal_files or (self.root / "head.json").exists():
+                raise StorageError(f"spool {self.root} already has a chain head")
+            self.record_head(head)
+            self._next_seq = head.next_seq
+
+    def record_head(self, head: ChainHead) -> None:
+        """Durably record the chain head after the newest segment S3 holds.
+
+        Raises:
+            StorageError: the file cannot be written.
+        """
+        try:
+            _write_atomically(self.root / "head.json", json.dumps(asdict(head)).encode())
+        except OSError as e:
+            raise StorageError(f"cannot write chain head in {self.root}: {e.strerror}") from e
+
+    def append(self, lines: Sequence[bytes], first_seq: int) -> None:
+        """Append sealed event lines (seq ``first_seq``, …) to the WAL and fsync once.
+
+        Raises:
+            ValueError: ``first_seq`` does not continue the WAL.
+            StorageError: the write or fsync failed.
+        """
+        with self._lock:
+            if first_seq != self._next_seq:
+                raise ValueError(f"WAL continues at {self._next_seq}, not {first_seq}")
+            payload = b"".join(_encode_record(line) for line in lines)
+            handle = self._current_wal()
+            start = handle.tell()
+            try:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as e:
+                self._undo_partial_write(handle, start)
+                raise StorageError(f"cannot write the spool WAL: {e.strerror}") from e
+            self._wal_bytes += len(payload)
+            self._next_seq += len(lines)
+            if handle.tell() >= self._wal_file_bytes:
+                handle.close()
+                self._wal = None
+
+    def _undo_partial_write(self, handle: BinaryIO, start: int) -> None:
+        try:
+            handle.truncate(start)
+            handle.seek(start)
+        except OSError:
+            handle.close()
+            self._wal = None
+
+    def _current_wal(self) -> BinaryIO:
+        if self._wal is None:
+            path = self._wal_dir / f"{self._next_seq:0{_SEQ_WIDTH}d}.wal"
+            self._wal = open(path, "ab")  # noqa: SIM115
+            self._wal_files.append((self._next_seq, path))
+            _fsync_dir(self._wal_dir)
+        return self._wal
+
+    # -- sealed segments ------------------------------------------------------
+
+    def store_sealed(self, segment: SealedSegment) -> SealedFile:
+        """Durably store a sealed segment, then drop the WAL records it covers.
+
+        Raises:
+            StorageError: the segment cannot be written.
+        """
+        seal = segment.seal
+        path = self._sealed_dir / f"{seal.segment_seq:0{_SEQ_WIDTH}d}.seg"
+        try:
+            _write_atomically(path, segment.data)
+        except OSError as e:
+            raise StorageError(f"cannot store sealed segment in {path}: {e.strerror}") from e
+        failpoints.hit("after-seal")
+        with self._lock:
+            self._sealed_bytes += len(segment.data)
+            self._trim_wal(seal.next_seq)
+        return SealedFile(
+            seal.segment_seq, seal.object_key, seal, segment.seal_hash, len(segment.data)
+        )
+
+    def _trim_wal(self, sealed_through: int) -> None:
+        keep: list[tuple[int, Path]] = []
+        files = self._wal_files
+        for index, entry in enumerate(files):
+            path = entry[1]
+            following = files[index + 1][0] if index + 1 < len(files) else self._next_seq
+            if following <= sealed_through:
+                if index == len(files) - 1 and self._wal is not None:
+                    self._wal.close()
+                    self._wal = None
+                self._wal_bytes -= path.stat().st_size
+                path.unlink()
+            else:
+                keep.append(entry)
+        if len(keep) != len(files):
+            _fsync_dir(self._wal_dir)
+        self._wal_files = keep
+
+    def read_sealed(self, sealed: SealedFile) -> bytes:
+        """Return the bytes of a sealed segment.
+
+        Raises:
+            StorageError: the file cannot be read.
+        """
+        path = self._sealed_dir / f"{sealed.segment_seq:0{_SEQ_WIDTH}d}.seg"
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise StorageError(f"cannot read sealed segment {path}: {e.strerror}") from e
+
+    def mark_uploaded(self, sealed: SealedFile) -> None:
+        """Record that S3 holds ``sealed``, then delete it from the spool.
+
+        Raises:
+            StorageError: the spool cannot be updated.
+        """
+        seal = sealed.seal
+        self.record_head(
+            ChainHead(seal.segment_seq + 1, sealed.seal_hash, seal.next_seq, seal.last_received_at)
+        )
+        failpoints.hit("after-head")
+        path = self._sealed_dir / f"{sealed.segment_seq:0{_SEQ_WIDTH}d}.seg"
+        try:
+            path.unlink()
+            _fsync_dir(self._sealed_dir)
+        except OSError as e:
+            raise StorageError(f"cannot delete uploaded segment {path}: {e.strerror}") from e
+        with self._lock:
+            self._sealed_bytes -= sealed.size
+
+    def close(self) -> None:
+        """Close the WAL and release the spool lock."""
+        with self._lock:
+            if self._wal is not None:
+                self._wal.close()
+                self._wal = None
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+
+def describe(state: SpoolState) -> dict[str, Any]:
+    """Summarise a recovered spool for the start-up log line."""
+    head = state.sealing_head
+    return {
+        "pending_events": len(state.pending),
+        "sealed_segments": len(state.sealed),
+        "next_segment": head.next_segment_seq if head else None,
+        "next_seq": head.next_seq if head else None,
+    }

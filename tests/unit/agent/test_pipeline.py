@@ -1,0 +1,127 @@
+"""The agent pipeline in-process against an in-memory store with Object Lock semantics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from audit_archiver.agent.batcher import BatchLimits
+from audit_archiver.agent.pipeline import Agent
+from audit_archiver.agent.uploader import Backoff
+from audit_archiver.config import AgentSettings
+from audit_archiver.core.signing import load_trusted_key
+from audit_archiver.errors import ConfigurationError, NotReadyError, StreamForkedError
+from audit_archiver.verify.verifier import Verifier, VerifyOptions
+from tests.helpers import fixed_signer, kinds, sample_event, trusted_keys, wait_for
+from tests.memory_store import MemoryStore
+
+FAST = Backoff(base=0.01, cap=0.05)
+
+
+def make_agent(spool: Path, store: MemoryStore, **batch: float | None) -> Agent:
+    limits = BatchLimits(**{"max_events": 10, "max_age": 30.0, **batch})  # type: ignore[arg-type]
+    settings = AgentSettings(bucket="bkt", prefix="audit", stream="s1", signing_key=Path("k"),
+                             retention_days=3, spool=spool, batch=limits, grace_period=5.0)
+    signer = fixed_signer()
+    return Agent(settings, store, signer, load_trusted_key(signer.public_pem()), backoff=FAST)
+
+
+def submit(agent: Agent, first: int, count: int) -> tuple[int, int]:
+    accepted = agent.submit([sample_event(i) for i in range(first, first + count)], 100).result()
+    return accepted.first_seq, accepted.last_seq
+
+
+def verify(store: MemoryStore) -> tuple[list[tuple[str, str]], int, int]:
+    options = VerifyOptions(key_base="audit/", seal_prefix="audit", workers=2)
+    report = Verifier(store, trusted_keys(fixed_signer()), options, "memory").run()
+    return kinds(report), report.segments, report.events
+
+
+def test_round_trip_seals_on_size_and_at_shutdown(tmp_path: Path) -> None:
+    store = MemoryStore()
+    agent = make_agent(tmp_path, store)
+    agent.start()
+    assert submit(agent, 0, 25) == (0, 24)
+    assert submit(agent, 25, 3) == (25, 27)
+    wait_for(lambda: store.puts == 2, what="two full segments")
+    assert agent.shutdown() == 0
+    assert verify(store) == ([], 3, 28)
+    retention = [v.retain_until for vs in store.objects.values() for v in vs]
+    assert all(r is not None for r in retention)
+
+
+def test_outage_loses_nothing_and_restart_uploads(tmp_path: Path) -> None:
+    store = MemoryStore()
+    agent = make_agent(tmp_path, store)
+    agent.start()
+    submit(agent, 0, 5)
+    store.down = True
+    submit(agent, 5, 20)
+    agent.settings.__dict__["grace_period"] = 0.2
+    assert agent.shutdown() == 0
+    assert store.puts <= 1
+    store.down = False
+    again = make_agent(tmp_path, store)
+    again.start()
+    assert submit(again, 25, 1) == (25, 25)
+    assert again.shutdown() == 0
+    assert verify(store) == ([], store.puts, 26)
+
+
+def test_fresh_spool_continues_the_stream_from_the_bucket(tmp_path: Path) -> None:
+    store = MemoryStore()
+    first = make_agent(tmp_path / "a", store)
+    first.start()
+    submit(first, 0, 12)
+    first.shutdown()
+    second = make_agent(tmp_path / "b", store)
+    second.start()
+    wait_for(lambda: second.readiness() is None, what="head recovery")
+    assert submit(second, 12, 4) == (12, 15)
+    second.shutdown()
+    assert verify(store) == ([], 3, 16)
+
+
+def test_not_ready_until_the_head_is_known(tmp_path: Path) -> None:
+    store = MemoryStore(down=True)
+    agent = make_agent(tmp_path, store)
+    agent.start()
+    assert agent.readiness() == "chain head not known yet (bucket unreachable)"
+    with pytest.raises(NotReadyError):
+        submit(agent, 0, 1)
+    store.down = False
+    wait_for(lambda: agent.readiness() is None, what="readiness")
+    assert submit(agent, 0, 1) == (0, 0)
+    assert agent.shutdown() == 0
+
+
+def test_bucket_without_object_lock_is_refused(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, MemoryStore(locked=False))
+    with pytest.raises(ConfigurationError, match="Object Lock"):
+        agent.start()
+
+
+def test_forked_stream_stops_the_agent(tmp_path: Path) -> None:
+    store = MemoryStore()
+    store.put_new("audit/s1/000000000000.ndjson.zst", b"someone else's", retain_until=None)
+    agent = make_agent(tmp_path / "spool", store)
+    store.objects.clear()
+    agent.start()
+    store.put_new("audit/s1/000000000000.ndjson.zst", b"someone else's", retain_until=None)
+    submit(agent, 0, 10)
+    wait_for(agent.stopped.is_set, what="fatal stop")
+    assert isinstance(agent.fatal_error, StreamForkedError)
+    assert agent.shutdown() == 1
+
+
+def test_heartbeat_seals_empty_segments_when_idle(tmp_path: Path) -> None:
+    store = MemoryStore()
+    agent = make_agent(tmp_path, store, heartbeat=0.05)
+    agent.start()
+    wait_for(lambda: store.puts >= 3, what="heartbeats")
+    submit(agent, 0, 2)
+    assert agent.shutdown() == 0
+    problems, segments, events = verify(store)
+    assert (problems, events) == ([], 2)
+    assert segments >= 4
