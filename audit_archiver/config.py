@@ -42,6 +42,7 @@ class AgentSettings:
     stdin: bool = False
     tail: Path | None = None
     compression: str = "zstd"
+    ingest_workers: int = 2
 
     def validate(self) -> None:
         """Check values that do not need the network.
@@ -67,6 +68,10 @@ class AgentSettings:
             ),
             (self.spool_max_bytes >= MiB, "--spool-max-bytes must be at least 1 MiB"),
             (self.max_body_bytes >= 1024, "--max-body-bytes must be at least 1024"),
+            (
+                self.spool_max_bytes >= 2 * self.max_body_bytes,
+                "--spool-max-bytes must be at least twice --max-body-bytes",
+            ),
             (self.grace_period >= 0, "--grace-period must not be negative"),
             (
                 self.listen is not None or self.stdin or self.tail is not None,
@@ -77,6 +82,7 @@ class AgentSettings:
                 "--listen needs --token-file (the bearer token clients must send)",
             ),
             (self.compression in ("zstd", "gzip"), "--compression must be zstd or gzip"),
+            (self.ingest_workers >= 0, "--ingest-workers must not be negative"),
         ]
         for ok, message in checks:
             if not ok:

@@ -15,6 +15,8 @@ CLI turns this hierarchy into one message line and an exit code in one place.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuditArchiverError",
     "ConfigurationError",
@@ -117,9 +119,18 @@ class EventValidationError(InputError):
         what = f"field {self.field!r}: " if self.field else ""
         return f"{where}{what}{self.reason}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_validation_error, (self.reason, self.field, self.line))
+
     def at_line(self, line: int) -> EventValidationError:
         """Return a copy of this error that names the request line."""
         return EventValidationError(self.reason, field=self.field, line=line)
+
+
+def _rebuild_validation_error(
+    reason: str, field: str | None, line: int | None
+) -> EventValidationError:
+    return EventValidationError(reason, field=field, line=line)
 
 
 class SpoolFullError(StorageError):

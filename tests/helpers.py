@@ -132,7 +132,9 @@ def body_lines(segment: SealedSegment) -> list[bytes]:
     return decompress_body(opened.body, opened.container).splitlines()
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
+def wait_for(
+    condition: Callable[[], object], timeout: float = 20.0, what: str = "condition"
+) -> None:
     """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

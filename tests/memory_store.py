@@ -53,7 +53,8 @@ class MemoryStore:
     def put_version(self, key: str, data: bytes | None) -> None:
         """What an attacker (or a plain PutObject/DeleteObject) does: a new version or marker."""
         self.objects.setdefault(key, []).append(
-            _Version(f"v{next(self._ids)}", data, None, datetime.now(UTC)))
+            _Version(f"v{next(self._ids)}", data, None, datetime.now(UTC))
+        )
 
     def _find(self, key: str, version_id: str | None) -> _Version:
         versions = self.objects.get(key, [])
@@ -74,14 +75,20 @@ class MemoryStore:
         self._check()
         version = self._find(key, version_id)
         assert version.data is not None
-        return ObjectInfo(key, version.version_id, len(version.data), "COMPLIANCE",
-                          version.retain_until)
+        return ObjectInfo(
+            key, version.version_id, len(version.data), "COMPLIANCE", version.retain_until
+        )
 
     def list_versions(self, prefix: str) -> Iterator[ObjectVersion]:
         self._check()
         for key in sorted(k for k in self.objects if k.startswith(prefix)):
             versions = self.objects[key]
             for index, version in reversed(list(enumerate(versions))):
-                yield ObjectVersion(key, version.version_id, index == len(versions) - 1,
-                                    version.data is None, version.modified,
-                                    len(version.data or b""))
+                yield ObjectVersion(
+                    key,
+                    version.version_id,
+                    index == len(versions) - 1,
+                    version.data is None,
+                    version.modified,
+                    len(version.data or b""),
+                )

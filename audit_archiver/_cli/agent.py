@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,10 @@ def _opt(*names: str, **kwargs: Any) -> Callable[[_F], _F]:
 
 
 _PATH = click.Path(path_type=Path)
+
+
+def _default_workers() -> int:
+    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 @click.command()
@@ -88,6 +93,13 @@ _PATH = click.Path(path_type=Path)
 @_opt("--compression", type=click.Choice(["zstd", "gzip"]), default="zstd", show_default=True)
 @_opt("--stdin", is_flag=True, default=False, help="Also read NDJSON events from stdin.")
 @_opt("--tail", type=_PATH, help="Also follow this NDJSON file (survives rotation).")
+@_opt(
+    "--ingest-workers",
+    type=int,
+    default=_default_workers(),
+    show_default=True,
+    help="Processes that parse and validate request bodies (0: none, in-process).",
+)
 @_opt("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def agent(check_config: bool, log_level: str, **options: Any) -> None:
@@ -150,4 +162,5 @@ def _settings(options: dict[str, Any]) -> AgentSettings:
         stdin=options["stdin"],
         tail=Path(options["tail"]) if options.get("tail") else None,
         compression=options["compression"],
+        ingest_workers=options["ingest_workers"],
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,6 +19,9 @@ from audit_archiver.verify.run import VerifySettings, build_verifier
     type=click.Path(path_type=Path),
     help="A downloaded copy of the prefix (aws s3 sync s3://BUCKET/PREFIX DIR).",
 )
+@click.option("--bucket", help="Verify this S3 bucket (read-only).")
+@click.option("--endpoint-url", help="S3-compatible endpoint (default: AWS).")
+@click.option("--region", help="AWS region of the bucket.")
 @click.option(
     "--prefix",
     default=None,
@@ -34,29 +38,15 @@ from audit_archiver.verify.run import VerifySettings, build_verifier
 )
 @click.option("--workers", type=int, default=None, help="Parallel downloads and checks.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report on stdout.")
-def verify(
-    local_dir: Path | None,
-    prefix: str | None,
-    streams: tuple[str, ...],
-    public_keys: tuple[Path, ...],
-    workers: int | None,
-    as_json: bool,
-) -> None:
+def verify(as_json: bool, **options: Any) -> None:
     """Re-check every segment: bytes, Merkle roots, signatures, chain and gaps.
 
     Exit status: 0 all good, 1 integrity problem found, 2 usage, configuration
     or access error.
     """
-    settings = VerifySettings(
-        public_keys=public_keys,
-        local_dir=local_dir,
-        prefix=prefix,
-        streams=streams,
-        workers=workers,
-    )
-    report = build_verifier(settings).run()
+    report = build_verifier(VerifySettings(**options)).run()
     if as_json:
-        click.echo(json.dumps(report.to_json(), sort_keys=False))
+        click.echo(json.dumps(report.to_json()))
     else:
         click.echo(render_text(report), nl=False)
     sys.exit(0 if report.ok else 1)

@@ -18,13 +18,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from audit_archiver.agent import failpoints
 from audit_archiver.agent.metrics import AgentMetrics
 from audit_archiver.agent.spool import PendingEvent, Spool
 from audit_archiver.core.encoding import format_timestamp
-from audit_archiver.core.event import seal_event
+from audit_archiver.core.event import seal_line
 from audit_archiver.errors import SpoolFullError
 
 __all__ = ["Accepted", "Committer"]
@@ -43,7 +42,7 @@ class Accepted:
 
 @dataclass
 class _Request:
-    events: list[dict[str, Any]]
+    events: list[bytes]
     size_hint: int
     future: Future[Accepted]
 
@@ -56,12 +55,14 @@ class Committer:
         spool: Spool,
         *,
         max_spool_bytes: int,
+        headroom: int,
         clock: Callable[[], datetime],
         on_committed: Callable[[list[PendingEvent]], None],
         metrics: AgentMetrics,
     ) -> None:
         self._spool = spool
         self._max_spool_bytes = max_spool_bytes
+        self._headroom = headroom
         self._clock = clock
         self._on_committed = on_committed
         self._metrics = metrics
@@ -74,8 +75,9 @@ class Committer:
         self._last_received = last_received_at or ""
         self._thread.start()
 
-    def submit(self, events: list[dict[str, Any]], size_hint: int) -> Future[Accepted]:
-        """Queue validated events; the future resolves once they are fsync'd."""
+    def submit(self, events: list[bytes], size_hint: int) -> Future[Accepted]:
+        """Queue encoded events (:func:`~audit_archiver.core.event.encode_event`); the
+        future resolves once they are fsync'd."""
         future: Future[Accepted] = Future()
         self._queue.put(_Request(events, size_hint, future))
         return future
@@ -86,8 +88,8 @@ class Committer:
         self._thread.join()
 
     def over_cap(self) -> bool:
-        """True while the spool holds more than its cap."""
-        return self._spool.used_bytes() >= self._max_spool_bytes
+        """True while a request of ``headroom`` bytes might not fit under the cap."""
+        return self._spool.used_bytes() + self._headroom > self._max_spool_bytes
 
     def _run(self) -> None:
         while True:
@@ -115,14 +117,19 @@ class Committer:
                 self._metrics.events_rejected.labels("spool_full").inc(len(request.events))
                 request.future.set_exception(SpoolFullError("the spool is full"))
                 continue
-            first = seq
-            for event in request.events:
-                line = seal_event(event, seq, received_at)
-                lines.append(line)
+            try:
+                sealed = [
+                    seal_line(event, seq + i, received_at) for i, event in enumerate(request.events)
+                ]
+            except (ValueError, TypeError) as e:
+                request.future.set_exception(e)
+                continue
+            for line in sealed:
                 pending.append(PendingEvent(seq, received_at, line))
                 seq += 1
                 budget -= len(line) + 10
-            answered.append((request, Accepted(len(request.events), first, seq - 1)))
+            lines += sealed
+            answered.append((request, Accepted(len(sealed), seq - len(sealed), seq - 1)))
         if not lines:
             return
         try:

@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from typing import Any
 
 from audit_archiver.agent.batcher import Batcher
 from audit_archiver.agent.ingest import Accepted, Committer
@@ -151,8 +150,11 @@ class Agent:
             return False
         log.info(
             "chain head found",
-            extra={"continues_after": key, "next_segment": head.next_segment_seq,
-                   "next_seq": head.next_seq},
+            extra={
+                "continues_after": key,
+                "next_segment": head.next_segment_seq,
+                "next_seq": head.next_seq,
+            },
         )
         try:
             self._spool.initialize_head(head)
@@ -193,6 +195,7 @@ class Agent:
         self._committer = Committer(
             self._spool,
             max_spool_bytes=settings.spool_max_bytes,
+            headroom=settings.max_body_bytes,
             clock=self._clock,
             on_committed=self._batcher.add,
             metrics=self.metrics,
@@ -239,8 +242,8 @@ class Agent:
             return "spool is full"
         return None
 
-    def submit(self, events: list[dict[str, Any]], size_hint: int) -> Future[Accepted]:
-        """Queue validated events for a durable commit.
+    def submit(self, events: list[bytes], size_hint: int) -> Future[Accepted]:
+        """Queue encoded events for a durable commit.
 
         Raises:
             NotReadyError: starting, draining or stopped.

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import signal
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 from aiohttp import web
 
@@ -58,15 +61,40 @@ def build_agent(settings: AgentSettings) -> Agent:
     return Agent(settings, store, signer, own_key)
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the agent dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _encoder_pool(workers: int) -> ProcessPoolExecutor | None:
+    """Worker processes that parse, validate and encode request bodies on every core."""
+    if workers <= 0:
+        return None
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent
+    )
+    for _ in range(workers):
+        pool.submit(int).result()
+    return pool
+
+
 async def _serve(agent: Agent, settings: AgentSettings, token: bytes) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, agent.request_stop)
     runner: web.AppRunner | None = None
+    pool = _encoder_pool(settings.ingest_workers) if settings.listen is not None else None
     if settings.listen is not None:
-        runner = web.AppRunner(
-            build_app(agent, token, settings.max_body_bytes), access_log=None, handle_signals=False
-        )
+        app = build_app(agent, token, settings.max_body_bytes, pool)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, port = settings.listen
         site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -79,6 +107,8 @@ async def _serve(agent: Agent, settings: AgentSettings, token: bytes) -> None:
     agent.exit_code = code
     if runner is not None:
         await runner.cleanup()
+    if pool is not None:
+        pool.shutdown(cancel_futures=True)
 
 
 def run_agent(settings: AgentSettings) -> int:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from concurrent.futures import Executor
 from typing import Any
 
 from aiohttp import web
 
 from audit_archiver.agent.pipeline import Agent
-from audit_archiver.core.event import parse_event_batch
+from audit_archiver.core.event import encode_event_batch
 from audit_archiver.errors import EventValidationError, NotReadyError, SpoolFullError
 
 __all__ = ["build_app"]
@@ -28,6 +29,7 @@ RETRY_AFTER_SECONDS = "5"
 _AGENT: web.AppKey[Agent] = web.AppKey("agent", Agent)
 _TOKEN: web.AppKey[bytes] = web.AppKey("token", bytes)
 _LIMIT: web.AppKey[int] = web.AppKey("limit", int)
+_ENCODER: web.AppKey[Executor | None] = web.AppKey("encoder")
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -75,7 +77,7 @@ async def _handle_ingest(request: web.Request, agent: Agent) -> web.Response:  #
         return _error(503, f"not ready: {reason}")
     loop = asyncio.get_running_loop()
     try:
-        events = await loop.run_in_executor(None, parse_event_batch, body)
+        events = await loop.run_in_executor(request.app[_ENCODER], encode_event_batch, body)
     except EventValidationError as e:
         agent.metrics.events_rejected.labels("invalid").inc()
         return _error(400, str(e), line=e.line, field=e.field, reason=e.reason)
@@ -118,12 +120,19 @@ async def _metrics(request: web.Request) -> web.Response:
     )
 
 
-def build_app(agent: Agent, token: bytes, max_body_bytes: int) -> web.Application:
-    """Build the aiohttp application serving ``agent``."""
+def build_app(
+    agent: Agent, token: bytes, max_body_bytes: int, encoder: Executor | None = None
+) -> web.Application:
+    """Build the aiohttp application serving ``agent``.
+
+    ``encoder`` runs the parsing, validation and encoding of request bodies (a
+    process pool uses every core; None: the event loop's default thread pool).
+    """
     app = web.Application(client_max_size=max_body_bytes + 1)
     app[_AGENT] = agent
     app[_TOKEN] = token
     app[_LIMIT] = max_body_bytes
+    app[_ENCODER] = encoder
     app.router.add_post("/v1/events", _ingest)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

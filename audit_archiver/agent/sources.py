@@ -22,10 +22,10 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from audit_archiver.agent.pipeline import Agent
-from audit_archiver.core.event import parse_event_line
+from audit_archiver.core.event import encode_event, parse_event_line
 from audit_archiver.errors import EventValidationError, NotReadyError, SpoolFullError
 
 __all__ = ["StdinSource", "TailSource"]
@@ -70,13 +70,13 @@ class _LineSource(abc.ABC):
         """Split ``data`` into lines and submit them; False if the agent stopped."""
         lines = (self._remainder + data).split(b"\n")
         self._remainder = b"" if final else lines.pop()
-        events: list[dict[str, Any]] = []
+        events: list[bytes] = []
         for raw in lines:
             self._line_number += 1
             if not raw.strip():
                 continue
             try:
-                events.append(parse_event_line(raw.rstrip(b"\r")))
+                events.append(encode_event(parse_event_line(raw.rstrip(b"\r"))))
             except EventValidationError as e:
                 self._agent.metrics.events_rejected.labels("invalid").inc()
                 log.warning(
@@ -85,7 +85,7 @@ class _LineSource(abc.ABC):
                 )
         return self._submit(events, len(data))
 
-    def _submit(self, events: list[dict[str, Any]], size: int) -> bool:
+    def _submit(self, events: list[bytes], size: int) -> bool:
         while events:
             if self._agent.stopped.is_set() and self._agent.readiness() is not None:
                 return False

@@ -37,6 +37,7 @@ from typing import Any, BinaryIO
 
 from audit_archiver.agent import failpoints
 from audit_archiver.agent.sealer import ChainHead
+from audit_archiver.core.event import parse_line_header
 from audit_archiver.core.seal import Seal, parse_seal
 from audit_archiver.core.segment import SealedSegment, open_segment
 from audit_archiver.errors import ConfigurationError, MalformedSegmentError, StorageError
@@ -248,9 +249,11 @@ class Spool:
                     handle.truncate(offset)
                     os.fsync(handle.fileno())
                 return offset
-            fields = json.loads(line)
-            if fields["seq"] >= sealed_through:
-                out.append(PendingEvent(fields["seq"], fields["received_at"], line))
+            header = parse_line_header(line)
+            if header is None:
+                raise StorageError(f"WAL {path} holds a record without a header at byte {offset}")
+            if header[0] >= sealed_through:
+                out.append(PendingEvent(header[0], header[1], line))
             offset = end + 1
         return len(data)
 

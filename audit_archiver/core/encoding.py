@@ -1,9 +1,10 @@
 """The one canonical JSON encoding and the one timestamp format.
 
-Event lines and seals are produced by :func:`canonical_json` only. Verifiers
+Event bodies and seals are produced by :func:`canonical_json` only. Verifiers
 never re-encode: they hash the bytes as stored. The encoding is sorted keys,
-no insignificant whitespace, UTF-8 (non-ASCII kept as is), and no NaN or
-Infinity, so the writer is deterministic.
+no insignificant whitespace, UTF-8 (non-ASCII kept as is), integers within
+64 bits, so the writer is deterministic. NaN and Infinity never reach it: the
+event parser refuses them.
 
 Archiver timestamps are UTC, RFC 3339 with exactly six fractional digits and a
 ``Z`` suffix (``2026-11-23T15:10:20.123456Z``): fixed width, so string order is
@@ -12,10 +13,11 @@ time order.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 __all__ = [
     "canonical_json",
@@ -34,12 +36,13 @@ def canonical_json(value: Any) -> bytes:
     """Encode ``value`` in the project's canonical JSON form.
 
     Raises:
-        ValueError: ``value`` holds NaN or Infinity.
-        TypeError: ``value`` holds something JSON cannot represent.
+        TypeError: ``value`` holds something JSON cannot represent here (an
+            integer beyond 64 bits, a string with lone surrogates, a non-string key).
     """
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as e:
+        raise TypeError(str(e)) from e
 
 
 def format_timestamp(moment: datetime) -> str:

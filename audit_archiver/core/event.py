@@ -9,14 +9,20 @@ fields with a checked shape: ``time`` (RFC 3339, the producer's claim),
 When sealed, the archiver adds two fields of its own: ``seq`` (per stream,
 gap-free, from 0) and ``received_at`` (archiver clock, see
 :mod:`audit_archiver.core.encoding`). Producers may not send these two names.
-The sealed line is :func:`~audit_archiver.core.encoding.canonical_json` of the
-merged object, without the newline that separates lines in a segment body.
+The sealed line puts them first, then the producer's event in canonical form::
+
+    {"seq":<seq>,"received_at":"<timestamp>",<canonical event without its "{">
+
+so the expensive part (parsing, validating, encoding the producer's event) is
+done before a ``seq`` is known, and anyone can read ``seq`` and ``received_at``
+from the fixed header without parsing the whole line.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
+import re
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,9 +32,14 @@ from audit_archiver.errors import EventValidationError
 __all__ = [
     "REQUIRED_FIELDS",
     "RESERVED_FIELDS",
+    "encode_event",
+    "encode_event_batch",
     "parse_event_batch",
+    "parse_event_batch_numbered",
     "parse_event_line",
+    "parse_line_header",
     "seal_event",
+    "seal_line",
     "validate_event",
 ]
 
@@ -41,7 +52,7 @@ def _check_subject(name: str, value: object) -> None:
         if not value.strip():
             raise EventValidationError("must not be empty", field=name)
         return
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         ident = value.get("id")
         if isinstance(ident, str) and ident.strip():
             return
@@ -49,6 +60,16 @@ def _check_subject(name: str, value: object) -> None:
     if value is None:
         raise EventValidationError("is required", field=name)
     raise EventValidationError("must be a string or an object with an 'id'", field=name)
+
+
+def _is_ip_address(text: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, text)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
 
 
 def _check_optional(event: Mapping[str, Any]) -> None:
@@ -66,11 +87,9 @@ def _check_optional(event: Mapping[str, Any]) -> None:
         raise EventValidationError("must be a string", field="outcome")
     if "source_ip" in event:
         address = event["source_ip"]
-        try:
-            ipaddress.ip_address(address if isinstance(address, str) else "")
-        except ValueError as e:
-            raise EventValidationError("is not an IP address", field="source_ip") from e
-    if "details" in event and not isinstance(event["details"], Mapping):
+        if not isinstance(address, str) or not _is_ip_address(address):
+            raise EventValidationError("is not an IP address", field="source_ip")
+    if "details" in event and not isinstance(event["details"], dict):
         raise EventValidationError("must be an object", field="details")
 
 
@@ -82,7 +101,7 @@ def validate_event(event: object) -> dict[str, Any]:
             missing or empty, an optional field has the wrong shape, or a
             reserved field (``seq``, ``received_at``) is present.
     """
-    if not isinstance(event, Mapping):
+    if not isinstance(event, dict):
         raise EventValidationError("event must be a JSON object")
     for name in REQUIRED_FIELDS:
         _check_subject(name, event.get(name))
@@ -90,10 +109,6 @@ def validate_event(event: object) -> dict[str, Any]:
         if name in event:
             raise EventValidationError("is reserved for the archiver", field=name)
     _check_optional(event)
-    try:
-        canonical_json(event)
-    except (ValueError, TypeError) as e:
-        raise EventValidationError(f"cannot be encoded as JSON ({e})") from e
     return dict(event)
 
 
@@ -108,7 +123,7 @@ def parse_event_line(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise EventValidationError("invalid UTF-8") from e
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except ValueError as e:
         raise EventValidationError(f"not JSON ({e})") from e
     return validate_event(value)
@@ -118,23 +133,91 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not allowed")
 
 
-def seal_event(event: Mapping[str, Any], seq: int, received_at: str) -> bytes:
-    """Return the sealed line for a validated event: canonical JSON, no newline.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    """Encode a validated event canonically (the part of the line after the header).
 
     Raises:
-        ValueError: ``seq`` is negative or ``received_at`` is not an archiver timestamp.
+        EventValidationError: the event holds an integer beyond 64 bits or a
+            string that is not valid Unicode.
+    """
+    try:
+        return canonical_json(event)
+    except TypeError as e:
+        raise EventValidationError(f"cannot be encoded as JSON ({e})") from e
+
+
+def seal_line(encoded_event: bytes, seq: int, received_at: str) -> bytes:
+    """Return the sealed line: the archiver header, then the encoded event.
+
+    Raises:
+        ValueError: ``seq`` is negative, ``received_at`` is not an archiver
+            timestamp, or ``encoded_event`` is not an encoded object.
     """
     if seq < 0:
         raise ValueError("seq must be >= 0")
     if not is_archiver_timestamp(received_at):
         raise ValueError(f"received_at is not an archiver timestamp: {received_at!r}")
-    merged = dict(event)
-    merged["seq"] = seq
-    merged["received_at"] = received_at
-    return canonical_json(merged)
+    if not encoded_event.startswith(b"{") or encoded_event == b"{}":
+        raise ValueError("encoded event must be a non-empty JSON object")
+    return b'{"seq":%d,"received_at":"%s",%s' % (seq, received_at.encode(), encoded_event[1:])
+
+
+def seal_event(event: Mapping[str, Any], seq: int, received_at: str) -> bytes:
+    """Return the sealed line for a validated event (no newline).
+
+    Raises:
+        ValueError: bad ``seq`` or ``received_at``.
+        EventValidationError: the event cannot be encoded.
+    """
+    return seal_line(encode_event(event), seq, received_at)
+
+
+_HEADER = re.compile(
+    rb'\A\{"seq":(0|[1-9][0-9]{0,18}),"received_at":"'
+    rb'([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z)",'
+)
+
+
+def parse_line_header(line: bytes) -> tuple[int, str] | None:
+    """Read ``seq`` and ``received_at`` from a sealed line's fixed header.
+
+    Returns None when the line does not start with the header or does not end
+    with ``}``.
+    """
+    match = _HEADER.match(line)
+    if match is None or not line.endswith(b"}"):
+        return None
+    return int(match.group(1)), match.group(2).decode()
+
+
+def encode_event_batch(body: bytes) -> list[bytes]:
+    """Parse, validate and canonically encode every event of a request body.
+
+    Raises:
+        EventValidationError: naming the first bad line (see :func:`parse_event_batch`).
+    """
+    encoded = []
+    for number, event in parse_event_batch_numbered(body):
+        try:
+            encoded.append(encode_event(event))
+        except EventValidationError as e:
+            raise e.at_line(number) from e
+    return encoded
 
 
 def parse_event_batch(body: bytes) -> list[dict[str, Any]]:
+    """Parse a request body into validated events (see :func:`parse_event_batch_numbered`).
+
+    Raises:
+        EventValidationError: a line is invalid, or the body holds no event.
+    """
+    return [event for _, event in parse_event_batch_numbered(body)]
+
+
+def parse_event_batch_numbered(body: bytes) -> list[tuple[int, dict[str, Any]]]:
     """Parse a request body: NDJSON (one event per line) or one JSON array of events.
 
     Blank lines are ignored. All-or-nothing: the first bad event raises.
@@ -147,7 +230,7 @@ def parse_event_batch(body: bytes) -> list[dict[str, Any]]:
     stripped = body.lstrip()
     if stripped.startswith(b"["):
         try:
-            items = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+            items = _DECODER.decode(body.decode("utf-8"))
         except UnicodeDecodeError as e:
             raise EventValidationError("invalid UTF-8", line=1) from e
         except ValueError as e:
@@ -157,7 +240,7 @@ def parse_event_batch(body: bytes) -> list[dict[str, Any]]:
         events = []
         for index, item in enumerate(items, start=1):
             try:
-                events.append(validate_event(item))
+                events.append((index, validate_event(item)))
             except EventValidationError as e:
                 raise e.at_line(index) from e
     else:
@@ -166,7 +249,7 @@ def parse_event_batch(body: bytes) -> list[dict[str, Any]]:
             if not raw.strip():
                 continue
             try:
-                events.append(parse_event_line(raw))
+                events.append((number, parse_event_line(raw)))
             except EventValidationError as e:
                 raise e.at_line(number) from e
     if not events:

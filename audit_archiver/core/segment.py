@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import zstandard
 
 from audit_archiver.core.encoding import canonical_json
+from audit_archiver.core.event import parse_line_header
 from audit_archiver.core.layout import segment_key
 from audit_archiver.core.merkle import root_of_lines
 from audit_archiver.core.seal import GENESIS_HASH, Seal, seal_hash, signing_message
@@ -180,8 +181,10 @@ def _frame_seal_block(block: bytes, compression: str) -> bytes:
 
 
 def _line_bounds(line: bytes) -> tuple[int, str]:
-    fields = json.loads(line)
-    return int(fields["seq"]), str(fields["received_at"])
+    header = parse_line_header(line)
+    if header is None:
+        raise ValueError("not a sealed event line (no seq/received_at header)")
+    return header
 
 
 def build_segment(

@@ -62,7 +62,8 @@ class ObjectStore(Protocol):
 
         Raises:
             ObjectNotFoundError: no such object or version.
-            StorageError: the store failed, or the bytes failed the transport checksum.
+            TransportChecksumError: the bytes do not match the checksum the store holds.
+            StorageError: the store failed.
         """
         ...
 

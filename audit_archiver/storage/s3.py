@@ -36,15 +36,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import (
+import boto3  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import (  # type: ignore[import-untyped]
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
     FlexibleChecksumError,
     HTTPClientError,
     IncompleteReadError,
+    ProxyConnectionError,
 )
 
 from audit_archiver import __version__
@@ -86,8 +88,18 @@ _TRANSIENT_CODES = frozenset(
         "OperationAborted",
     }
 )
-_TRANSIENT_BOTO_ERRORS = (BotoConnectionError, HTTPClientError, IncompleteReadError)
+# Could not connect, timed out, or the connection broke mid-response. (An SSLError,
+# such as a certificate that does not verify, is a refusal: retrying will not help.)
+_TRANSIENT_BOTO_ERRORS = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ProxyConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+)
 
+# botocore's FlexibleChecksumError says "... did not match calculated checksum: <b64>".
+_CALCULATED_CHECKSUM = re.compile(r"calculated checksum: ([A-Za-z0-9+/=]+)")
 _ENTRY_ORDER = "AuditArchiverEntryOrder"
 _ENTRY_TAG = re.compile(rb"<(Version|DeleteMarker)>")
 _PUBLIC_ACCESS_FLAGS = (
@@ -166,7 +178,7 @@ class S3Store:
         """
         try:
             client = boto3.client(
-                "s3", region_name=region, endpoint_url=endpoint_url, config=client_config()
+                "s3", region_name=region, endpoint_url=endpoint_url, config=_client_config()
             )
         except (BotoCoreError, ValueError) as e:
             raise ConfigurationError(f"cannot set up an S3 client for bucket {bucket}: {e}") from e
@@ -227,17 +239,26 @@ class S3Store:
             StorageUnavailableError: S3 could not be reached or asked to retry later.
             StorageError: S3 refused.
         """
-        params = self._params(key, version_id)
         try:
-            response = self._client.get_object(ChecksumMode="ENABLED", **params)
-            with response["Body"] as body:
-                data: bytes = body.read()
+            response = self._client.get_object(
+                ChecksumMode="ENABLED", **self._params(key, version_id)
+            )
         except FlexibleChecksumError as e:
-            raise TransportChecksumError(
-                f"S3 GetObject {self._where(key, version_id)}: {e}", key=key
-            ) from e
+            raise self._checksum_error(e, key, version_id, None) from e
         except (ClientError, BotoCoreError) as e:
             raise self._read_error(e, "GetObject", key, version_id) from e
+        # Read through the StreamingBody itself: its ``with`` form hands out the raw
+        # urllib3 stream, which skips botocore's checksum and length checks.
+        body = response["Body"]
+        try:
+            data: bytes = body.read()
+        except FlexibleChecksumError as e:
+            expected = _reported_checksum(response)
+            raise self._checksum_error(e, key, version_id, expected) from e
+        except BotoCoreError as e:
+            raise self._error(e, "GetObject", key, version_id) from e
+        finally:
+            body.close()
         return data
 
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
@@ -383,6 +404,23 @@ class S3Store:
         where = f"s3://{self.bucket}" if key is None else f"s3://{self.bucket}/{key}"
         return where if version_id is None else f"{where}?versionId={version_id}"
 
+    def _checksum_error(
+        self,
+        error: FlexibleChecksumError,
+        key: str,
+        version_id: str | None,
+        expected: str | None,
+    ) -> TransportChecksumError:
+        """botocore found that the body does not match the checksum S3 sent with it."""
+        calculated = _CALCULATED_CHECKSUM.search(str(error))
+        return TransportChecksumError(
+            f"S3 GetObject {self._where(key, version_id)}: the bytes received do not match "
+            f"the checksum S3 holds for them ({error})",
+            key=key,
+            expected=expected,
+            found=calculated.group(1) if calculated else None,
+        )
+
     def _read_error(
         self,
         error: ClientError | BotoCoreError,
@@ -423,7 +461,7 @@ class S3Store:
         return StorageError(f"S3 {operation} {where} failed: {type(error).__name__}: {error}")
 
 
-def client_config() -> Config:
+def _client_config() -> Config:
     """The botocore configuration every S3 client of this package uses.
 
     Short timeouts and few botocore retries (callers retry on their own), a
@@ -455,6 +493,14 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+def _reported_checksum(response: dict[str, Any]) -> str | None:
+    """The checksum S3 sent with a GET (base64, of whichever algorithm the object has)."""
+    for name, value in response.items():
+        if name.startswith("Checksum") and name != "ChecksumType" and isinstance(value, str):
+            return value
+    return None
+
+
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code") or "")
 
@@ -484,7 +530,9 @@ def _record_entry_order(http_response: Any, parsed: dict[str, Any], **_: Any) ->
 def _page_entries(page: dict[str, Any]) -> list[ObjectVersion]:
     """One listing page's versions and delete markers: keys ascending, newest first."""
     versions = [_version_entry(item, is_delete_marker=False) for item in page.get("Versions", [])]
-    markers = [_version_entry(item, is_delete_marker=True) for item in page.get("DeleteMarkers", [])]
+    markers = [
+        _version_entry(item, is_delete_marker=True) for item in page.get("DeleteMarkers", [])
+    ]
     entries = _document_order(versions, markers, page.get(_ENTRY_ORDER))
     return sorted(entries, key=_newest_first)  # stable: ties keep document order
 

@@ -20,7 +20,7 @@ KINDS: dict[str, str] = {
     "body_hash_mismatch": "the compressed body's SHA-256 differs from the seal's body_hash",
     "merkle_mismatch": "the RFC 6962 root of the event lines differs from the seal's merkle_root",
     "seal_mismatch": "the seal's event count, seq range or received_at bounds differ from the body",
-    "event_invalid": "an event line is not a JSON object with a valid seq and received_at",
+    "event_invalid": "an event line lacks the seq/received_at header or does not end with }",
     "key_mismatch": "the object's key, stream or segment number differs from what its seal names",
     "chain_broken": "prev_seal_hash differs from the seal hash of the previous segment",
     "sequence_gap": "segments or event seq numbers are missing, repeated or out of order",

@@ -20,6 +20,9 @@ class VerifySettings:
 
     public_keys: tuple[Path, ...]
     local_dir: Path | None = None
+    bucket: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
     prefix: str | None = None
     streams: tuple[str, ...] = ()
     workers: int | None = None
@@ -42,8 +45,24 @@ def build_verifier(settings: VerifySettings) -> Verifier:
     workers = settings.workers or default_workers()
     if workers < 1:
         raise ConfigurationError("--workers must be at least 1")
-    if settings.local_dir is None:
-        raise ConfigurationError("give --local-dir DIR (or --bucket NAME) to verify")
+    if (settings.local_dir is None) == (settings.bucket is None):
+        raise ConfigurationError("give either --local-dir DIR or --bucket NAME to verify")
+    if settings.bucket is not None:
+        from audit_archiver.storage.s3 import S3Store
+
+        prefix = settings.prefix or ""
+        options = VerifyOptions(
+            key_base=f"{prefix}/" if prefix else "",
+            seal_prefix=prefix,
+            streams=settings.streams,
+            workers=workers,
+        )
+        store = S3Store.connect(
+            settings.bucket, region=settings.region, endpoint_url=settings.endpoint_url
+        )
+        source = f"s3://{settings.bucket}/{prefix}"
+        return Verifier(store, trusted, options, source=source)
+    assert settings.local_dir is not None
     if not settings.local_dir.is_dir():
         raise ConfigurationError(f"--local-dir {settings.local_dir} is not a directory")
     options = VerifyOptions(

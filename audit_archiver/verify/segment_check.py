@@ -9,11 +9,10 @@ Chain checks across segments live in :mod:`audit_archiver.verify.chain`.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from audit_archiver.core.encoding import is_archiver_timestamp
+from audit_archiver.core.event import parse_line_header
 from audit_archiver.core.merkle import root_from_leaf_hashes
 from audit_archiver.core.seal import Seal, parse_seal, signing_message
 from audit_archiver.core.segment import DEFAULT_MAX_BODY_BYTES, decompress_body, open_segment
@@ -98,19 +97,11 @@ def _check_lines(seal: Seal, raw: bytes, out: _Findings) -> int:
     first_time = last_time = None
     bad_lines: list[int] = []
     for index, line in enumerate(lines):
-        try:
-            event = json.loads(line)
-            seq, received_at = event["seq"], event["received_at"]
-        except (ValueError, TypeError, KeyError):
+        header = parse_line_header(line)
+        if header is None:
             bad_lines.append(index + 1)
             continue
-        if (
-            not isinstance(seq, int)
-            or isinstance(seq, bool)
-            or not is_archiver_timestamp(received_at)
-        ):
-            bad_lines.append(index + 1)
-            continue
+        seq, received_at = header
         if seq != seal.first_seq + index:
             out.add(
                 "sequence_gap",
@@ -130,7 +121,7 @@ def _check_lines(seal: Seal, raw: bytes, out: _Findings) -> int:
     if bad_lines:
         out.add(
             "event_invalid",
-            f"{len(bad_lines)} line(s) lack a valid seq/received_at, first at line {bad_lines[0]}",
+            f"{len(bad_lines)} line(s) lack the seq/received_at header, first at line {bad_lines[0]}",
         )
     _check_bounds(seal, len(lines), first_time, last_time, out)
     return len(lines)

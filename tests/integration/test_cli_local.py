@@ -111,7 +111,7 @@ def test_verify_reports_tampering_with_exit_1(tmp_path: Path) -> None:
             ["verify", "--local-dir", "{tmp}", "--public-key", "{pub}", "--stream", "a/b"],
             "invalid stream id",
         ),
-        (["verify", "--public-key", "{pub}"], "give --local-dir"),
+        (["verify", "--public-key", "{pub}"], "give either --local-dir DIR or --bucket NAME"),
         (
             [
                 "seal",

@@ -10,6 +10,7 @@ from audit_archiver.agent.batcher import BatchLimits
 from audit_archiver.agent.pipeline import Agent
 from audit_archiver.agent.uploader import Backoff
 from audit_archiver.config import AgentSettings
+from audit_archiver.core.event import encode_event
 from audit_archiver.core.signing import load_trusted_key
 from audit_archiver.errors import ConfigurationError, NotReadyError, StreamForkedError
 from audit_archiver.verify.verifier import Verifier, VerifyOptions
@@ -21,14 +22,23 @@ FAST = Backoff(base=0.01, cap=0.05)
 
 def make_agent(spool: Path, store: MemoryStore, **batch: float | None) -> Agent:
     limits = BatchLimits(**{"max_events": 10, "max_age": 30.0, **batch})  # type: ignore[arg-type]
-    settings = AgentSettings(bucket="bkt", prefix="audit", stream="s1", signing_key=Path("k"),
-                             retention_days=3, spool=spool, batch=limits, grace_period=5.0)
+    settings = AgentSettings(
+        bucket="bkt",
+        prefix="audit",
+        stream="s1",
+        signing_key=Path("k"),
+        retention_days=3,
+        spool=spool,
+        batch=limits,
+        grace_period=5.0,
+    )
     signer = fixed_signer()
     return Agent(settings, store, signer, load_trusted_key(signer.public_pem()), backoff=FAST)
 
 
 def submit(agent: Agent, first: int, count: int) -> tuple[int, int]:
-    accepted = agent.submit([sample_event(i) for i in range(first, first + count)], 100).result()
+    events = [encode_event(sample_event(i)) for i in range(first, first + count)]
+    accepted = agent.submit(events, 100).result()
     return accepted.first_seq, accepted.last_seq
 
 

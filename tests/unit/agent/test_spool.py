@@ -46,7 +46,7 @@ def test_torn_final_record_is_dropped_and_middle_corruption_refused(tmp_path: Pa
     spool.close()
     wal = next((tmp_path / "wal").glob("*.wal"))
     intact = wal.read_bytes()
-    wal.write_bytes(intact + b"0000abcd {\"half")
+    wal.write_bytes(intact + b'0000abcd {"half')
     spool, state = _open(tmp_path)
     assert [e.seq for e in state.pending] == [0, 1, 2]
     assert wal.read_bytes() == intact

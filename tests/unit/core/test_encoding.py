@@ -16,9 +16,11 @@ def test_canonical_json_is_sorted_compact_utf8() -> None:
     assert canonical_json({"b": 1, "a": ["é", None]}) == '{"a":["é",null],"b":1}'.encode()
 
 
-def test_canonical_json_refuses_nan() -> None:
-    with pytest.raises(ValueError, match="JSON compliant"):
-        canonical_json({"x": float("nan")})
+def test_canonical_json_refuses_what_it_cannot_keep_exact() -> None:
+    with pytest.raises(TypeError, match="64-bit"):
+        canonical_json({"x": 2**70})
+    with pytest.raises(TypeError, match="surrogates"):
+        canonical_json({"x": "\ud800"})
 
 
 def test_timestamps_are_utc_fixed_width() -> None:

@@ -4,7 +4,13 @@ import json
 
 import pytest
 
-from audit_archiver.core.event import parse_event_line, seal_event, validate_event
+from audit_archiver.core.event import (
+    encode_event_batch,
+    parse_event_line,
+    parse_line_header,
+    seal_event,
+    validate_event,
+)
 from audit_archiver.errors import EventValidationError
 
 VALID = {"actor": "alice", "action": "read", "resource": "doc/1"}
@@ -74,14 +80,13 @@ def test_sealed_line_is_canonical_and_carries_archiver_fields() -> None:
     line = seal_event(
         {"resource": "r", "actor": "é", "action": "a"}, 3, "2026-01-01T00:00:00.000001Z"
     )
-    assert (
-        line
-        == (
-            '{"action":"a","actor":"é","received_at":"2026-01-01T00:00:00.000001Z",'
-            '"resource":"r","seq":3}'
-        ).encode()
+    expected = (
+        '{"seq":3,"received_at":"2026-01-01T00:00:00.000001Z","action":"a","actor":"é",'
+        '"resource":"r"}'
     )
+    assert line == expected.encode()
     assert json.loads(line)["seq"] == 3
+    assert parse_line_header(line) == (3, "2026-01-01T00:00:00.000001Z")
 
 
 @pytest.mark.parametrize(
@@ -90,3 +95,29 @@ def test_sealed_line_is_canonical_and_carries_archiver_fields() -> None:
 def test_seal_event_rejects_bad_archiver_fields(seq: int, when: str) -> None:
     with pytest.raises(ValueError, match=r"seq|received_at"):
         seal_event(VALID, seq, when)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"seq":01,"received_at":"2026-01-01T00:00:00.000001Z","a":1}',
+        b'{"received_at":"2026-01-01T00:00:00.000001Z","seq":1,"a":1}',
+        b'{"seq":1,"received_at":"2026-01-01T00:00:00Z","a":1}',
+        b'{"seq":1,"received_at":"2026-01-01T00:00:00.000001Z","a":1',
+        b'{"seq":-1,"received_at":"2026-01-01T00:00:00.000001Z","a":1}',
+    ],
+)
+def test_line_header_is_strict(line: bytes) -> None:
+    assert parse_line_header(line) is None
+
+
+def test_big_integers_are_refused_not_rounded() -> None:
+    body = (
+        b'{"actor":"a","action":"b","resource":"c"}\n'
+        b'{"actor":"a","action":"b","resource":"c","n":123456789012345678901234}'
+    )
+    with pytest.raises(EventValidationError, match="line 2: cannot be encoded"):
+        encode_event_batch(body)
+    assert encode_event_batch(b'[{"actor":"a","action":"b","resource":"c","n":1.5}]') == [
+        b'{"action":"b","actor":"a","n":1.5,"resource":"c"}'
+    ]

@@ -27,7 +27,7 @@ def test_round_trip(compression: str) -> None:
     key = next(iter(trusted_keys(fixed_signer()).values()))
     assert key.verify(opened.signature, signing_message(opened.seal_bytes))
     lines = decompress_body(opened.body, compression).splitlines()
-    assert [line[:10] for line in lines] == [b'{"action":'] * 3
+    assert [line[:11] for line in lines] == [b'{"seq":3,"r', b'{"seq":4,"r', b'{"seq":5,"r']
     assert (second.seal.first_seq, second.seal.last_seq, second.seal.event_count) == (3, 5, 3)
 
 
@@ -72,7 +72,7 @@ def test_build_refuses_inconsistent_input() -> None:
         build_segment(segment_seq=1, first_seq=0, prev_seal_hash=GENESIS_HASH, **common)
     with pytest.raises(ValueError, match="genesis"):
         build_segment(segment_seq=0, first_seq=0, prev_seal_hash="a" * 64, **common)
-    line = b'{"seq":5,"received_at":"2026-01-01T00:00:00.000000Z"}'
+    line = b'{"seq":5,"received_at":"2026-01-01T00:00:00.000000Z","a":1}'
     with pytest.raises(ValueError, match="expected 0"):
         build_segment(
             **{**common, "lines": [line]}, segment_seq=0, first_seq=0, prev_seal_hash=GENESIS_HASH

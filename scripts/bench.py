@@ -1,0 +1,292 @@
+"""Benchmarks behind scripts/bench. Each figure is printed next to a baseline run
+in the same session against the same local S3 server, as a ratio.
+
+    scripts/bench agent [--events N] [--rounds R]
+    scripts/bench verify [--segments N] [--rounds R]
+
+agent: ~300-byte events POSTed in 1,000-event requests by concurrent clients;
+events/s acknowledged, events/s durably in S3 (first POST to the last segment
+confirmed), the agent's peak RSS, and as the baseline the same request bodies
+shipped by a plain boto3 put_object loop (one object per request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import boto3
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin" / "audit-archiver"
+ENV = {
+    **os.environ,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+os.environ.update(
+    {k: ENV[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+)
+
+
+class LocalS3:
+    """``audit-archiver local-s3`` in a process of its own."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [str(BIN), "local-s3", "--port", "0"], stdout=subprocess.PIPE, env=ENV, text=True
+        )
+        assert self.process.stdout is not None
+        banner = self.process.stdout.readline()
+        self.endpoint = re.search(r"(http://\S+)", banner).group(1)  # type: ignore[union-attr]
+        self.client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
+
+    def new_bucket(self, name: str) -> str:
+        self.client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+        return name
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+
+
+def make_body(first: int, count: int) -> bytes:
+    """``count`` events of about 300 bytes each, as NDJSON."""
+    lines = []
+    for i in range(first, first + count):
+        event = {
+            "actor": {"id": f"user-{i % 977}", "type": "user"},
+            "action": "invoice.read",
+            "resource": {"id": f"invoice/{i}", "type": "invoice"},
+            "time": "2026-11-23T10:00:00Z",
+            "outcome": "success",
+            "source_ip": f"10.0.{i % 200}.{i % 250 + 1}",
+            "details": {"request_id": f"{i:032x}", "note": "x" * 60},
+        }
+        lines.append(json.dumps(event, separators=(",", ":")))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _metric(port: int, name: str) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit("bench: timed out")
+        time.sleep(0.02)
+
+
+def agent_round(s3: LocalS3, events: int, clients: int, work: Path) -> dict[str, float]:
+    bucket = s3.new_bucket(f"bench-{os.getpid()}-{time.monotonic_ns()}")
+    subprocess.run(
+        [str(BIN), "keygen", "--out", str(work / "keys")], check=True, capture_output=True
+    )
+    token = "bench-token-0123456789abcdef"  # noqa: S105 (a local benchmark token)
+    (work / "token").write_text(token)
+    log = open(work / "agent.log", "w+")  # noqa: SIM115
+    agent = subprocess.Popen(
+        [
+            str(BIN),
+            "agent",
+            "--bucket",
+            bucket,
+            "--prefix",
+            "bench",
+            "--stream",
+            "s1",
+            "--signing-key",
+            str(work / "keys" / "signing.key"),
+            "--retention-days",
+            "1",
+            "--spool",
+            str(work / "spool"),
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            str(work / "token"),
+            "--endpoint-url",
+            s3.endpoint,
+            "--batch-max-events",
+            "10000",
+            "--batch-max-age",
+            "1",
+            "--spool-max-bytes",
+            str(4 << 30),
+            "--log-level",
+            "warning",
+        ],
+        stderr=log,
+        env={**ENV, "AUDIT_ARCHIVER_LOG_LEVEL": "warning"},
+    )
+    port_file = work / "spool"
+
+    def port() -> int | None:
+        for conn in _listening_ports(agent.pid):
+            return conn
+        return None
+
+    _wait(lambda: port() is not None or agent.poll() is not None, 60)
+    listen = port()
+    assert listen is not None, (work / "agent.log").read_text()
+    per_request = 1000
+    bodies = [make_body(i * per_request, per_request) for i in range(events // per_request)]
+    raw_bytes = sum(len(b) for b in bodies)
+    queue = list(range(len(bodies)))
+    lock = threading.Lock()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", listen, timeout=60)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+        while True:
+            with lock:
+                if not queue:
+                    break
+                index = queue.pop()
+            conn.request("POST", "/v1/events", body=bodies[index], headers=headers)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200, response.status
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    acked = time.perf_counter() - started
+    _wait(
+        lambda: (
+            _metric(listen, "audit_archiver_events_pending") == 0
+            and _metric(listen, "audit_archiver_segments_pending") == 0
+        )
+    )
+    durable = time.perf_counter() - started
+    rss = _peak_rss_kib(agent.pid)
+    agent.send_signal(signal.SIGTERM)
+    agent.wait(60)
+    del port_file
+    objects = [
+        s3.client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for o in s3.client.list_objects_v2(Bucket=bucket)["Contents"]
+    ]
+    baseline = baseline_round(s3, bodies)
+    shutil.rmtree(work / "spool", ignore_errors=True)
+    shutil.rmtree(work / "keys", ignore_errors=True)
+    return {
+        "acked_eps": events / acked,
+        "durable_eps": events / durable,
+        "baseline_eps": events / baseline,
+        "rss_mib": rss / 1024,
+        "segments": len(objects),
+        "raw_mb": raw_bytes / 1e6,
+        "stored_mb": sum(len(o) for o in objects) / 1e6,
+    }
+
+
+def baseline_round(s3: LocalS3, objects: list[bytes]) -> float:
+    """Seconds to ship the same request bodies with a plain boto3 put_object loop.
+
+    One object per 1,000-event request, as a shipper with no spool, no
+    validation, no sealing and no retention would write them.
+    """
+    bucket = s3.new_bucket(f"plain-{os.getpid()}-{time.monotonic_ns()}")
+    started = time.perf_counter()
+    for index, data in enumerate(objects):
+        s3.client.put_object(Bucket=bucket, Key=f"plain/{index:012d}", Body=data)
+    return time.perf_counter() - started
+
+
+def _listening_ports(pid: int) -> list[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:
+            ports.append(int(fields[1].split(":")[1], 16))
+    return ports
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def bench_agent(args: argparse.Namespace) -> None:
+    s3 = LocalS3()
+    rounds = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for index in range(args.rounds):
+                result = agent_round(s3, args.events, args.clients, Path(tmp))
+                rounds.append(result)
+                print(
+                    f"round {index + 1}: " + ", ".join(f"{k}={v:,.1f}" for k, v in result.items()),
+                    flush=True,
+                )
+    finally:
+        s3.stop()
+    median = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    ratios = [r["durable_eps"] / r["baseline_eps"] for r in rounds]
+    print(
+        json.dumps(
+            {
+                "benchmark": "agent",
+                "events": args.events,
+                "rounds": args.rounds,
+                "clients": args.clients,
+                "median": median,
+                "median_end_to_end_vs_plain_put_ratio": statistics.median(ratios),
+            },
+            indent=1,
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="which", required=True)
+    agent = sub.add_parser("agent")
+    agent.add_argument("--events", type=int, default=200_000)
+    agent.add_argument("--rounds", type=int, default=5)
+    agent.add_argument("--clients", type=int, default=4)
+    agent.set_defaults(run=bench_agent)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

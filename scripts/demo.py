@@ -1,0 +1,190 @@
+"""The demo behind scripts/demo: local S3, the agent, events over HTTP, SIGTERM, verify.
+
+Everything runs on loopback; nothing needs an AWS account. Run it with
+``scripts/demo`` (which creates .venv first).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin" / "audit-archiver"
+WORK = ROOT / ".demo"
+ENV = {
+    **os.environ,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def wait_for(condition, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            sys.exit(f"demo: timed out waiting for {what}")
+        time.sleep(0.05)
+    return result
+
+
+def request(
+    port: int, method: str, path: str, body: bytes | None = None, token: str | None = None
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    except OSError:
+        return 0, b""
+    finally:
+        conn.close()
+
+
+def sample_events(first: int, count: int) -> bytes:
+    rng = random.Random(first)
+    actors = ["alice", "bob", "carol", "svc-billing"]
+    lines = []
+    for i in range(first, first + count):
+        lines.append(
+            json.dumps(
+                {
+                    "actor": {"id": rng.choice(actors), "type": "user"},
+                    "action": rng.choice(["invoice.read", "invoice.update", "invoice.delete"]),
+                    "resource": {"id": f"invoice/{1000 + i}", "type": "invoice"},
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "outcome": rng.choice(["success", "success", "denied"]),
+                    "source_ip": f"10.0.{rng.randint(0, 9)}.{rng.randint(1, 250)}",
+                }
+            )
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def main() -> int:
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir()
+    step("1. an S3-compatible endpoint on loopback with an Object-Lock bucket (moto)")
+    s3 = subprocess.Popen(
+        [str(BIN), "local-s3", "--port", "0"], stdout=subprocess.PIPE, env=ENV, text=True
+    )
+    assert s3.stdout is not None
+    banner = s3.stdout.readline().strip()
+    print(banner)
+    endpoint = re.search(r"(http://\S+)", banner).group(1)  # type: ignore[union-attr]
+    bucket = re.search(r"bucket=(\S+)", banner).group(1)  # type: ignore[union-attr]
+    try:
+        return run(endpoint, bucket)
+    finally:
+        s3.send_signal(signal.SIGTERM)
+        s3.wait(30)
+
+
+def run(endpoint: str, bucket: str) -> int:
+    step("2. a signing key and an ingest token")
+    subprocess.run([str(BIN), "keygen", "--out", str(WORK / "keys")], check=True)
+    token = "demo-token-" + os.urandom(12).hex()
+    (WORK / "token").write_text(token)
+
+    step("3. the agent (batches of 100 events, 7-day COMPLIANCE retention)")
+    log = open(WORK / "agent.log", "w+")  # noqa: SIM115
+    agent = subprocess.Popen(
+        [
+            str(BIN),
+            "agent",
+            "--bucket",
+            bucket,
+            "--prefix",
+            "audit",
+            "--stream",
+            "billing-1",
+            "--signing-key",
+            str(WORK / "keys" / "signing.key"),
+            "--retention-days",
+            "7",
+            "--spool",
+            str(WORK / "spool"),
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            str(WORK / "token"),
+            "--endpoint-url",
+            endpoint,
+            "--batch-max-events",
+            "100",
+            "--batch-max-age",
+            "2",
+        ],
+        stderr=log,
+        env=ENV,
+    )
+
+    def listening_port() -> int | None:
+        log.seek(0)
+        for line in log:
+            entry = json.loads(line)
+            if entry.get("msg") == "listening":
+                return int(entry["address"].rsplit(":", 1)[1])
+        return None
+
+    port = wait_for(listening_port, "the agent to listen")
+    wait_for(lambda: request(port, "GET", "/readyz")[0] == 200, "the agent to be ready")
+    print(f"agent listening on 127.0.0.1:{port}")
+
+    step("4. 350 sample events over HTTP, in 7 requests")
+    for n in range(7):
+        status, body = request(port, "POST", "/v1/events", sample_events(n * 50, 50), token)
+        print(f"POST /v1/events -> {status} {body.decode()}")
+    status, body = request(port, "POST", "/v1/events", b'{"actor":"x","action":"y"}\n', token)
+    print(f"a bad event     -> {status} {body.decode()}")
+
+    step("5. SIGTERM: seal the partial batch, upload, exit")
+    agent.send_signal(signal.SIGTERM)
+    print(f"agent exit status {agent.wait(60)}")
+    log.seek(0)
+    uploads = [json.loads(x) for x in log if '"uploaded segment"' in x]
+    for entry in uploads:
+        print(
+            f"  uploaded {entry['key']} ({entry['bytes']} bytes, retain until"
+            f" {entry['retain_until'][:19]})"
+        )
+
+    step("6. verify the bucket")
+    result = subprocess.run(
+        [
+            str(BIN),
+            "verify",
+            "--bucket",
+            bucket,
+            "--prefix",
+            "audit",
+            "--endpoint-url",
+            endpoint,
+            "--public-key",
+            str(WORK / "keys" / "signing.pub"),
+        ],
+        env=ENV,
+        check=False,
+    )
+    print(f"verify exit status {result.returncode} (0 = the archive is whole)")
+    return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

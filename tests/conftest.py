@@ -1,0 +1,39 @@
+"""Fixtures shared by every test directory: moto's S3 server and fresh buckets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.s3server import (
+    create_locked_bucket,
+    dummy_aws_environment,
+    moto_server,
+    s3_client,
+    unique_bucket_name,
+)
+
+
+@pytest.fixture(scope="session")
+def aws_test_environment() -> Iterator[None]:
+    """Dummy AWS credentials and region for the session (restored at the end)."""
+    with dummy_aws_environment():
+        yield
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(aws_test_environment: None) -> Iterator[str]:
+    """The URL of moto's S3 server, started once per session on a free loopback port.
+
+    While it runs, the environment holds dummy AWS credentials and region.
+    """
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def locked_bucket(moto_endpoint: str) -> tuple[str, str]:
+    """(endpoint, name) of a fresh Object Lock bucket: versioned, COMPLIANCE 1 day by default."""
+    name = create_locked_bucket(s3_client(moto_endpoint), unique_bucket_name("locked"))
+    return moto_endpoint, name

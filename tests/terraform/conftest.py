@@ -1,0 +1,19 @@
+"""Fixtures shared by the Terraform tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.terraform.bucket_settings import EXAMPLE_DIR, MODULE_DIR, TerraformConfig, load_config
+
+
+@pytest.fixture(scope="session")
+def module_config() -> TerraformConfig:
+    """The archive-bucket module, parsed once per session."""
+    return load_config(MODULE_DIR)
+
+
+@pytest.fixture(scope="session")
+def example_config() -> TerraformConfig:
+    """The complete example, parsed once per session."""
+    return load_config(EXAMPLE_DIR)

@@ -1,0 +1,72 @@
+"""One behaviour, every driver: the ObjectStore protocol as the core relies on it.
+
+Runs against a local directory and against S3Store talking HTTP to moto's
+server (a fresh Object Lock bucket per test).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from audit_archiver.errors import ObjectExistsError, ObjectNotFoundError
+from audit_archiver.storage.base import ObjectStore
+from audit_archiver.storage.localdir import LocalDirectoryStore
+from audit_archiver.storage.s3 import S3Store
+
+RETAIN_UNTIL = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+
+
+@pytest.fixture(params=["localdir", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    if request.param == "localdir":
+        return LocalDirectoryStore(tmp_path)
+    endpoint, bucket = request.getfixturevalue("locked_bucket")
+    return S3Store.connect(bucket, region="us-east-1", endpoint_url=endpoint)
+
+
+def test_put_new_then_get_head_list(store: ObjectStore) -> None:
+    info = store.put_new("audit/s1/000.zst", b"segment zero", retain_until=RETAIN_UNTIL)
+    assert info.key == "audit/s1/000.zst"
+    assert info.size == 12
+    assert store.get("audit/s1/000.zst") == b"segment zero"
+    head = store.head("audit/s1/000.zst")
+    assert (head.key, head.size, head.version_id) == ("audit/s1/000.zst", 12, info.version_id)
+    (listed,) = store.list_versions("audit/")
+    assert (listed.key, listed.version_id, listed.size) == ("audit/s1/000.zst", info.version_id, 12)
+    assert listed.is_latest
+    assert not listed.is_delete_marker
+    assert listed.last_modified is not None
+    assert listed.last_modified.tzinfo is not None
+
+
+def test_put_new_never_overwrites(store: ObjectStore) -> None:
+    first = store.put_new("k/one", b"original", retain_until=None)
+    with pytest.raises(ObjectExistsError) as raised:
+        store.put_new("k/one", b"replacement", retain_until=None)
+    assert raised.value.key == "k/one"
+    assert store.get("k/one") == b"original"
+    assert [(v.key, v.version_id) for v in store.list_versions("k/")] == [
+        ("k/one", first.version_id)
+    ]
+
+
+def test_missing_key_is_not_found(store: ObjectStore) -> None:
+    store.put_new("present", b"x", retain_until=None)
+    with pytest.raises(ObjectNotFoundError) as raised:
+        store.get("absent/key")
+    assert raised.value.key == "absent/key"
+    with pytest.raises(ObjectNotFoundError):
+        store.head("absent/key")
+    assert list(store.list_versions("absent/")) == []
+
+
+def test_list_versions_orders_keys_and_filters_by_prefix(store: ObjectStore) -> None:
+    for key in ("b/2", "a/1", "b/10", "ab/x", "b/1", "c"):
+        store.put_new(key, key.encode(), retain_until=None)
+    assert [v.key for v in store.list_versions("")] == ["a/1", "ab/x", "b/1", "b/10", "b/2", "c"]
+    assert [v.key for v in store.list_versions("b/")] == ["b/1", "b/10", "b/2"]
+    assert [v.key for v in store.list_versions("a")] == ["a/1", "ab/x"]
+    assert [(v.key, v.size) for v in store.list_versions("b/1")] == [("b/1", 3), ("b/10", 4)]
