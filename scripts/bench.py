@@ -57,6 +57,13 @@ class LocalS3:
 
     def new_bucket(self, name: str) -> str:
         self.client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+        self.client.put_object_lock_configuration(
+            Bucket=name,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
+            },
+        )
         return name
 
     def stop(self) -> None:
@@ -274,6 +281,168 @@ def bench_agent(args: argparse.Namespace) -> None:
     )
 
 
+def _store_segments(s3: LocalS3, bucket: str, segments: int, per_segment: int) -> int:
+    """Seal and upload ``segments`` segments of ``per_segment`` events; return raw bytes."""
+    from datetime import UTC, datetime, timedelta
+
+    from audit_archiver.agent.sealer import ChainHead, StreamSealer
+    from audit_archiver.core.encoding import format_timestamp
+    from audit_archiver.core.event import encode_event_batch, seal_line
+    from audit_archiver.keys import generate_key_pair, load_signer
+    from audit_archiver.storage.s3 import S3Store
+
+    keys = Path(tempfile.mkdtemp()) / "keys"
+    generate_key_pair(keys)
+    signer = load_signer(keys / "signing.key")
+    (ROOT / ".bench").mkdir(exist_ok=True)
+    shutil.copy(keys / "signing.pub", ROOT / ".bench" / "verify.pub")
+    store = S3Store.connect(bucket, region="us-east-1", endpoint_url=s3.endpoint)
+    sealer = StreamSealer(
+        prefix="bench", stream="s1", signer=signer, head=ChainHead(), retention_days=1
+    )
+    encoded = encode_event_batch(make_body(0, per_segment))
+    until = datetime.now(UTC) + timedelta(days=2)
+    raw = 0
+    for _ in range(segments):
+        now = format_timestamp(datetime.now(UTC))
+        first = sealer.head.next_seq
+        lines = [seal_line(e, first + i, now) for i, e in enumerate(encoded)]
+        raw += sum(len(x) + 1 for x in lines)
+        segment = sealer.seal(lines, now)
+        store.put_new(segment.key, segment.data, retain_until=until)
+    return raw
+
+
+def _baseline_chunk(args: tuple[str, str, list[str], bool, int]) -> tuple[int, int]:
+    """Download a chunk of objects; hash them (b) or decompress + Merkle root (a)."""
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from audit_archiver.core.merkle import root_of_lines
+    from audit_archiver.core.segment import decompress_body, open_segment
+    from audit_archiver.storage.s3 import S3Store
+
+    endpoint, bucket, keys, merkle, threads = args
+    store = _BASELINE_STORES.get(bucket) or S3Store.connect(
+        bucket, region="us-east-1", endpoint_url=endpoint
+    )
+    _BASELINE_STORES[bucket] = store
+
+    def one(key: str) -> tuple[int, int]:
+        data = store.get(key)
+        if not merkle:
+            hashlib.sha256(data).digest()
+            return len(data), 0
+        opened = open_segment(data)
+        raw = decompress_body(opened.body, opened.container)
+        lines = raw.split(b"\n")
+        lines.pop()
+        root_of_lines(lines)
+        return len(data), len(lines)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(one, keys))
+    return sum(r[0] for r in results), sum(r[1] for r in results)
+
+
+_BASELINE_STORES: dict[str, object] = {}
+
+
+def _baseline(s3: LocalS3, bucket: str, workers: int, merkle: bool) -> tuple[float, int]:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from audit_archiver.storage.s3 import S3Store
+
+    started = time.perf_counter()
+    store = S3Store.connect(bucket, region="us-east-1", endpoint_url=s3.endpoint)
+    keys = [v.key for v in store.list_versions("bench/") if not v.is_delete_marker]
+    processes = min(len(os.sched_getaffinity(0)), workers)
+    threads = -(-workers // processes)
+    chunks = [keys[i : i + 16] for i in range(0, len(keys), 16)]
+    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+        results = list(
+            pool.map(_baseline_chunk, [(s3.endpoint, bucket, c, merkle, threads) for c in chunks])
+        )
+    return time.perf_counter() - started, sum(r[0] for r in results)
+
+
+def _verify_round(s3: LocalS3, bucket: str, workers: int) -> tuple[float, int, int]:
+    from audit_archiver.verify.run import VerifySettings, build_verifier
+
+    started = time.perf_counter()
+    settings = VerifySettings(
+        public_keys=(ROOT / ".bench" / "verify.pub",),
+        bucket=bucket,
+        endpoint_url=s3.endpoint,
+        region="us-east-1",
+        prefix="bench",
+        workers=workers,
+        progress=False,
+    )
+    report = build_verifier(settings).run()
+    assert report.ok, report.problems[:3]
+    return time.perf_counter() - started, report.events, report.segments
+
+
+def bench_verify(args: argparse.Namespace) -> None:
+    import resource
+
+    s3 = LocalS3()
+    try:
+        bucket = s3.new_bucket(f"verify-{os.getpid()}")
+        print(
+            f"uploading {args.segments} segments of {args.events_per_segment} events...", flush=True
+        )
+        raw = _store_segments(s3, bucket, args.segments, args.events_per_segment)
+        stored = sum(
+            o["Size"]
+            for page in s3.client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])
+        )
+        events = args.segments * args.events_per_segment
+        rounds = []
+        for index in range(args.rounds):
+            verify_s, verified_events, segments = _verify_round(s3, bucket, args.workers)
+            assert (verified_events, segments) == (events, args.segments)
+            merkle_s, _ = _baseline(s3, bucket, args.workers, merkle=True)
+            sha_s, _ = _baseline(s3, bucket, args.workers, merkle=False)
+            result = {
+                "verify_eps": events / verify_s,
+                "verify_mbps": stored / 1e6 / verify_s,
+                "irreducible_eps": events / merkle_s,
+                "download_sha256_eps": events / sha_s,
+                "ratio_vs_irreducible": merkle_s / verify_s,
+                "ratio_vs_download_sha256": sha_s / verify_s,
+            }
+            rounds.append(result)
+            print(
+                f"round {index + 1}: " + ", ".join(f"{k}={v:,.2f}" for k, v in result.items()),
+                flush=True,
+            )
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    finally:
+        s3.stop()
+    median = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    print(
+        json.dumps(
+            {
+                "benchmark": "verify",
+                "segments": args.segments,
+                "events": events,
+                "raw_mb": raw / 1e6,
+                "stored_mb": stored / 1e6,
+                "workers": args.workers,
+                "rounds": args.rounds,
+                "median": median,
+                "peak_rss_mib": {"bench_process": own, "largest_child": children},
+            },
+            indent=1,
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -284,6 +453,12 @@ def main() -> None:
     agent.add_argument("--rounds", type=int, default=5)
     agent.add_argument("--clients", type=int, default=4)
     agent.set_defaults(run=bench_agent)
+    verify = sub.add_parser("verify")
+    verify.add_argument("--segments", type=int, default=2000)
+    verify.add_argument("--events-per-segment", type=int, default=500)
+    verify.add_argument("--rounds", type=int, default=3)
+    verify.add_argument("--workers", type=int, default=16)
+    verify.set_defaults(run=bench_verify)
     args = parser.parse_args()
     args.run(args)
 

@@ -71,6 +71,9 @@ class MemoryStore:
         assert data is not None
         return data
 
+    def fetch(self, key: str, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
+        return self.get(key, version_id), self.head(key, version_id)
+
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
         self._check()
         version = self._find(key, version_id)

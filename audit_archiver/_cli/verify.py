@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from audit_archiver.verify.report import render_text
-from audit_archiver.verify.run import VerifySettings, build_verifier
+from audit_archiver.verify.run import VerifySettings, run_verify
 
 
 @click.command()
@@ -36,15 +36,37 @@ from audit_archiver.verify.run import VerifySettings, build_verifier
     type=click.Path(dir_okay=False, path_type=Path),
     help="Trusted public key PEM (repeatable, e.g. during key rotation).",
 )
-@click.option("--workers", type=int, default=None, help="Parallel downloads and checks.")
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Remember verified heads here; fail on truncation or rollback next time,"
+    " and only check new segments.",
+)
+@click.option(
+    "--min-retention-days",
+    type=int,
+    help="Required COMPLIANCE retention after sealing (default: the seal's own, else 1).",
+)
+@click.option(
+    "--max-age",
+    type=float,
+    help="Fail a stream whose newest segment was sealed more than this many seconds ago.",
+)
+@click.option(
+    "--since",
+    help="Only check segments stored since this RFC 3339 time (and the link into the first).",
+)
+@click.option("--workers", type=int, default=None, help="Downloads in flight (default 16).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report on stdout.")
-def verify(as_json: bool, **options: Any) -> None:
-    """Re-check every segment: bytes, Merkle roots, signatures, chain and gaps.
+@click.option("--no-progress", is_flag=True, help="No progress lines on stderr.")
+def verify(as_json: bool, no_progress: bool, **options: Any) -> None:
+    """Re-check every segment: bytes, Merkle roots, signatures, chain, gaps, and in a
+    bucket also versions, delete markers, retention and the bucket's settings.
 
     Exit status: 0 all good, 1 integrity problem found, 2 usage, configuration
     or access error.
     """
-    report = build_verifier(VerifySettings(**options)).run()
+    report = run_verify(VerifySettings(progress=not no_progress, **options))
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:

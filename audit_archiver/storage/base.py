@@ -67,6 +67,16 @@ class ObjectStore(Protocol):
         """
         ...
 
+    def fetch(self, key: str, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
+        """Return the bytes of ``key`` and its metadata (retention, legal hold) together.
+
+        Raises:
+            ObjectNotFoundError: no such object or version.
+            TransportChecksumError: the bytes do not match the checksum the store holds.
+            StorageError: the store failed.
+        """
+        ...
+
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
         """Return metadata of ``key`` (the latest version, or ``version_id``).
 

@@ -73,6 +73,16 @@ class LocalDirectoryStore:
         except OSError as e:
             raise StorageError(f"cannot read {path}: {e.strerror}") from e
 
+    def fetch(self, key: str, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
+        """Return the file's bytes and its size (a folder holds no retention).
+
+        Raises:
+            ObjectNotFoundError: no such file.
+            StorageError: the file cannot be read.
+        """
+        data = self.get(key, version_id)
+        return data, ObjectInfo(key, None, len(data))
+
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
         """Return the size of the file at ``key``.
 

@@ -239,6 +239,20 @@ class S3Store:
             StorageUnavailableError: S3 could not be reached or asked to retry later.
             StorageError: S3 refused.
         """
+        return self.fetch(key, version_id)[0]
+
+    def fetch(self, key: str, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
+        """Return the bytes of ``key`` and, from the same response, its metadata.
+
+        One GetObject: retention mode, retain-until date and legal hold come
+        with the body, so a verifier needs no HeadObject per segment.
+
+        Raises:
+            ObjectNotFoundError: no such object or version (or it is a delete marker).
+            TransportChecksumError: the bytes do not match the checksum S3 holds.
+            StorageUnavailableError: S3 could not be reached or asked to retry later.
+            StorageError: S3 refused.
+        """
         try:
             response = self._client.get_object(
                 ChecksumMode="ENABLED", **self._params(key, version_id)
@@ -259,7 +273,7 @@ class S3Store:
             raise self._error(e, "GetObject", key, version_id) from e
         finally:
             body.close()
-        return data
+        return data, _info(key, response)
 
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
         """Return size, checksum, retention and legal hold of ``key`` (or of ``version_id``).
@@ -276,15 +290,7 @@ class S3Store:
             )
         except (ClientError, BotoCoreError) as e:
             raise self._read_error(e, "HeadObject", key, version_id) from e
-        return ObjectInfo(
-            key=key,
-            version_id=response.get("VersionId"),
-            size=int(response.get("ContentLength", 0)),
-            retention_mode=response.get("ObjectLockMode"),
-            retain_until=_utc(response.get("ObjectLockRetainUntilDate")),
-            legal_hold=response.get("ObjectLockLegalHoldStatus") == "ON",
-            checksum_sha256=response.get("ChecksumSHA256"),
-        )
+        return _info(key, response)
 
     def list_versions(self, prefix: str) -> Iterator[ObjectVersion]:
         """Yield every version and delete marker under ``prefix``: keys ascending, newest first.
@@ -477,6 +483,18 @@ def _client_config() -> Config:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_supported",
         user_agent_extra=f"audit-archiver/{__version__}",
+    )
+
+
+def _info(key: str, response: dict[str, Any]) -> ObjectInfo:
+    return ObjectInfo(
+        key=key,
+        version_id=response.get("VersionId"),
+        size=int(response.get("ContentLength", 0)),
+        retention_mode=response.get("ObjectLockMode"),
+        retain_until=_utc(response.get("ObjectLockRetainUntilDate")),
+        legal_hold=response.get("ObjectLockLegalHoldStatus") == "ON",
+        checksum_sha256=response.get("ChecksumSHA256"),
     )
 
 

@@ -46,11 +46,17 @@ class StreamSummary:
 class StreamChain:
     """Accumulates one stream's segment results in order and checks each link."""
 
-    def __init__(self, stream: str, anchor: ChainAnchor | None = None) -> None:
+    def __init__(
+        self, stream: str, anchor: ChainAnchor | None = None, first_segment: int = 0
+    ) -> None:
+        """Start a chain at segment 0, after a verified ``anchor``, or (``--since``) at
+        ``first_segment`` with no link check into it."""
         self.stream = stream
         self.problems: list[Problem] = []
-        self._expected_segment = 0 if anchor is None else anchor.segment_seq + 1
+        self._expected_segment = first_segment if anchor is None else anchor.segment_seq + 1
+        self._unlinked_start = first_segment if anchor is None and first_segment else None
         self._previous = anchor
+        self.head_result: SegmentResult | None = None
         self._segments = 0
         self._events = 0
         self._first_received: str | None = None
@@ -109,6 +115,7 @@ class StreamChain:
             seal.sealed_at,
         )
         self._head = (number, result.seal_hash)
+        self.head_result = result
         if seal.first_received_at and self._first_received is None:
             self._first_received = seal.first_received_at
         if seal.last_received_at:
@@ -119,6 +126,8 @@ class StreamChain:
     def _check_link(self, result: SegmentResult) -> None:
         seal = result.seal
         assert seal is not None
+        if result.segment_seq == self._unlinked_start:
+            return
         if result.segment_seq == 0:
             if seal.prev_seal_hash != GENESIS_HASH:
                 self._problem(
@@ -176,6 +185,11 @@ class StreamChain:
                 expected=f">= {previous.sealed_at}",
                 found=seal.sealed_at,
             )
+
+    @property
+    def head_anchor(self) -> ChainAnchor | None:
+        """The newest segment that links correctly, as the next run's anchor."""
+        return self._previous
 
     def summary(self) -> StreamSummary:
         """Return the figures for this stream so far."""

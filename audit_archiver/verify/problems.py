@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KINDS", "Problem"]
+__all__ = ["KINDS", "NOTICE_KINDS", "Notice", "Problem"]
 
 # fmt: off
 KINDS: dict[str, str] = {
@@ -28,7 +28,32 @@ KINDS: dict[str, str] = {
     "unexpected_object": "an object under the prefix is not a segment of the layout",
     "duplicate_segment": "two objects claim the same stream and segment number",
     "stream_missing": "a stream that was asked for, or seen before, has no segments",
+    "extra_version": "a segment's key holds a later version (the original is what is verified)",
+    "delete_marker": "a delete marker hides a segment (the version under it is still verified)",
+    "checksum_mismatch": "the bytes read from S3 differ from the checksum S3 stored for them",
+    "retention_missing": "a segment version has no Object Lock retention",
+    "retention_governance": "a segment version is locked in GOVERNANCE mode, which can be bypassed",
+    "retention_too_short": "a segment version's retain-until date is earlier than required",
+    "bucket_object_lock_disabled": "the bucket does not have Object Lock enabled",
+    "bucket_versioning_disabled": "the bucket does not have versioning enabled",
+    "bucket_default_retention": "the bucket's default retention is missing or not COMPLIANCE",
+    "truncated": "a stream's newest segment is older than the head a previous run verified",
+    "history_rewritten": "the segment a previous run verified as head is no longer the same",
+    "stale_stream": "a stream's newest segment was sealed longer ago than --max-age allows",
 }
+
+NOTICE_KINDS: dict[str, str] = {
+    "legal_hold": "a segment version is under legal hold (it cannot be deleted until released)",
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Information that is not a problem (for example a legal hold)."""
+
+    kind: str
+    key: str
+    detail: str
 # fmt: on
 
 

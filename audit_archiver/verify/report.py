@@ -11,18 +11,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from audit_archiver.verify.chain import StreamSummary
-from audit_archiver.verify.problems import KINDS, Problem
+from audit_archiver.verify.problems import KINDS, Notice, Problem
 
 __all__ = ["Notice", "Report", "render_text"]
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Information that is not a problem (for example a legal hold)."""
-
-    kind: str
-    key: str
-    detail: str
 
 
 @dataclass

@@ -1,17 +1,22 @@
-"""Settings of a verify run, and building the verifier they describe."""
+"""Settings of a verify run, building the verifier they describe, and running it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from audit_archiver.core.encoding import parse_rfc3339
 from audit_archiver.core.layout import validate_prefix, validate_stream_id
 from audit_archiver.errors import ConfigurationError
 from audit_archiver.keys import load_public_keys
-from audit_archiver.storage.localdir import LocalDirectoryStore
+from audit_archiver.storage.specs import LocalSpec, S3Spec, StoreSpec
+from audit_archiver.verify.progress import ProgressReporter
+from audit_archiver.verify.report import Report
+from audit_archiver.verify.state import load_state, save_state
 from audit_archiver.verify.verifier import Verifier, VerifyOptions, default_workers
 
-__all__ = ["VerifySettings", "build_verifier"]
+__all__ = ["VerifySettings", "build_verifier", "run_verify"]
 
 
 @dataclass(frozen=True)
@@ -26,13 +31,38 @@ class VerifySettings:
     prefix: str | None = None
     streams: tuple[str, ...] = ()
     workers: int | None = None
+    state: Path | None = None
+    min_retention_days: int | None = None
+    max_age: float | None = None
+    since: str | None = None
+    progress: bool = True
 
 
-def build_verifier(settings: VerifySettings) -> Verifier:
-    """Load keys, open the store and return a ready verifier.
+def _source(settings: VerifySettings) -> tuple[StoreSpec, str, VerifyOptions]:
+    prefix = settings.prefix
+    if settings.bucket is not None:
+        prefix = prefix or ""
+        spec: StoreSpec = S3Spec(settings.bucket, settings.region, settings.endpoint_url)
+        source = f"s3://{settings.bucket}/{prefix}"
+        return (
+            spec,
+            source,
+            VerifyOptions(
+                key_base=f"{prefix}/" if prefix else "", seal_prefix=prefix, check_bucket=True
+            ),
+        )
+    assert settings.local_dir is not None
+    if not settings.local_dir.is_dir():
+        raise ConfigurationError(f"--local-dir {settings.local_dir} is not a directory")
+    return LocalSpec(settings.local_dir), str(settings.local_dir), VerifyOptions(seal_prefix=prefix)
+
+
+def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Verifier:
+    """Load keys and state, open the store and return a ready verifier.
 
     Raises:
-        ConfigurationError: no source given, bad prefix or stream id, bad keys.
+        ConfigurationError: no source or two, bad prefix, stream id, time or
+            numbers, unreadable keys or state.
     """
     trusted = load_public_keys(list(settings.public_keys))
     try:
@@ -40,34 +70,52 @@ def build_verifier(settings: VerifySettings) -> Verifier:
             validate_prefix(settings.prefix)
         for stream in settings.streams:
             validate_stream_id(stream)
+        since = parse_rfc3339(settings.since) if settings.since else None
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
     workers = settings.workers or default_workers()
-    if workers < 1:
-        raise ConfigurationError("--workers must be at least 1")
-    if (settings.local_dir is None) == (settings.bucket is None):
-        raise ConfigurationError("give either --local-dir DIR or --bucket NAME to verify")
-    if settings.bucket is not None:
-        from audit_archiver.storage.s3 import S3Store
-
-        prefix = settings.prefix or ""
-        options = VerifyOptions(
-            key_base=f"{prefix}/" if prefix else "",
-            seal_prefix=prefix,
-            streams=settings.streams,
-            workers=workers,
-        )
-        store = S3Store.connect(
-            settings.bucket, region=settings.region, endpoint_url=settings.endpoint_url
-        )
-        source = f"s3://{settings.bucket}/{prefix}"
-        return Verifier(store, trusted, options, source=source)
-    assert settings.local_dir is not None
-    if not settings.local_dir.is_dir():
-        raise ConfigurationError(f"--local-dir {settings.local_dir} is not a directory")
+    checks = [
+        (workers >= 1, "--workers must be at least 1"),
+        (
+            settings.min_retention_days is None or settings.min_retention_days >= 1,
+            "--min-retention-days must be at least 1",
+        ),
+        (settings.max_age is None or settings.max_age > 0, "--max-age must be positive"),
+        (
+            (settings.local_dir is None) != (settings.bucket is None),
+            "give either --local-dir DIR or --bucket NAME to verify",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigurationError(message)
+    spec, source, base = _source(settings)
+    state = load_state(settings.state, source) if settings.state else {}
     options = VerifyOptions(
-        key_base="", seal_prefix=settings.prefix, streams=settings.streams, workers=workers
+        key_base=base.key_base,
+        seal_prefix=base.seal_prefix,
+        check_bucket=base.check_bucket,
+        streams=settings.streams,
+        workers=workers,
+        min_retention_days=settings.min_retention_days,
+        max_age=settings.max_age,
+        since=since,
+        now=now or datetime.now(UTC),
+        state=state,
     )
-    return Verifier(
-        LocalDirectoryStore(settings.local_dir), trusted, options, source=str(settings.local_dir)
-    )
+    progress = ProgressReporter() if settings.progress else None
+    return Verifier(spec.open(), trusted, options, source=source, spec=spec, progress=progress)
+
+
+def run_verify(settings: VerifySettings) -> Report:
+    """Verify, and after a clean run record each stream's head in ``--state``.
+
+    Raises:
+        ConfigurationError: bad settings (see :func:`build_verifier`).
+        StorageError: the store failed.
+    """
+    verifier = build_verifier(settings)
+    report = verifier.run()
+    if settings.state is not None and report.ok:
+        save_state(settings.state, report.source, verifier.heads)
+    return report

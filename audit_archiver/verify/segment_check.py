@@ -18,7 +18,7 @@ from audit_archiver.core.seal import Seal, parse_seal, signing_message
 from audit_archiver.core.segment import DEFAULT_MAX_BODY_BYTES, decompress_body, open_segment
 from audit_archiver.core.signing import TrustedKey
 from audit_archiver.errors import MalformedSegmentError
-from audit_archiver.verify.problems import Problem
+from audit_archiver.verify.problems import Notice, Problem
 
 __all__ = ["SegmentResult", "check_segment"]
 
@@ -35,6 +35,8 @@ class SegmentResult:
     seal_hash: str | None = None
     events: int = 0
     problems: tuple[Problem, ...] = field(default=())
+    version_id: str | None = None
+    notices: tuple[Notice, ...] = field(default=())
 
 
 @dataclass
