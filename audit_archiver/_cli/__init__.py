@@ -45,13 +45,14 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from audit_archiver._cli import agent, keys, local_s3, seal, verify
+    from audit_archiver._cli import agent, bucket, keys, local_s3, seal, verify
 
     main.add_command(agent.agent)
+    main.add_command(bucket.bucket)
     main.add_command(keys.keygen)
+    main.add_command(local_s3.local_s3)
     main.add_command(seal.seal)
     main.add_command(verify.verify)
-    main.add_command(local_s3.local_s3)
 
 
 _register()
