@@ -59,6 +59,14 @@ class Backoff:
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (jitter, not crypto)
 
 
+def _next_whole_second(moment: datetime) -> datetime:
+    """Round up: S3 keeps retain-until dates to the second, and a truncated date
+    would fall short of ``sealed_at + retention``."""
+    if moment.microsecond == 0:
+        return moment
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
+
+
 class Uploader:
     """Uploads sealed segments on its own thread."""
 
@@ -184,7 +192,7 @@ class Uploader:
 
     def _upload(self, sealed: SealedFile) -> None:
         data = self._spool.read_sealed(sealed)
-        retain_until = self._clock() + self._retention
+        retain_until = _next_whole_second(self._clock() + self._retention)
         started = time.monotonic()
         try:
             self._store.put_new(sealed.key, data, retain_until=retain_until)

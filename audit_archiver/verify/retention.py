@@ -2,7 +2,8 @@
 
 A segment version must be locked in COMPLIANCE mode (GOVERNANCE can be
 bypassed by anyone with ``s3:BypassGovernanceRetention``) until at least
-``sealed_at + min_days``. ``min_days`` is the verifier's
+``sealed_at + min_days`` (to the second: S3 keeps retain-until dates to the
+second). ``min_days`` is the verifier's
 ``--min-retention-days`` or, when not given, the retention the writer recorded
 in the seal, or 1 day. A legal hold is reported as a notice.
 """
@@ -55,7 +56,7 @@ def check_retention(
         return problems, notices
     days = min_days if min_days is not None else (seal.retention_days or 1)
     sealed = datetime.fromisoformat(seal.sealed_at.replace("Z", "+00:00"))
-    required = sealed + timedelta(days=days)
+    required = (sealed + timedelta(days=days)).replace(microsecond=0)
     if info.retain_until < required:
         problems.append(
             Problem(

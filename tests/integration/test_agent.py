@@ -89,6 +89,21 @@ def test_round_trip_with_compliance_retention(
         3,
         90,
     )
+    in_bucket = run_cli(
+        "verify",
+        "--bucket",
+        bucket,
+        "--prefix",
+        "audit",
+        "--endpoint-url",
+        endpoint,
+        "--public-key",
+        agent.public_key,
+        "--json",
+        "--no-progress",
+    )
+    assert in_bucket.returncode == 0, in_bucket.stdout
+    assert json.loads(in_bucket.stdout)["events"] == 90
     client = s3_client(endpoint)
     for key in [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]:
         head = client.head_object(Bucket=bucket, Key=key)
