@@ -263,3 +263,15 @@ def test_many_segments_use_worker_processes(locked_bucket: tuple[str, str]) -> N
     assert (report["segments"], report["events"]) == (80, 160)
     (summary,) = report["stream_summaries"]
     assert (summary["head_segment_seq"], summary["segments"]) == (79, 80)
+
+
+def test_stream_in_state_but_gone_from_the_bucket(archive: tuple[str, str],
+                                                  tmp_path: Path) -> None:
+    endpoint, bucket = archive
+    state = tmp_path / "state.json"
+    assert verify(endpoint, bucket, "--state", state)[0] == 0
+    backend = moto_s3_backend().buckets[bucket].keys
+    for n in range(2):
+        backend.pop(key("app-2", n))
+    _, report = verify(endpoint, bucket, "--state", state)
+    assert kinds(report) == [("stream_missing", "app-2")]
