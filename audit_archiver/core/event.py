@@ -21,10 +21,13 @@ from the fixed header without parsing the whole line.
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from audit_archiver.core.encoding import canonical_json, is_archiver_timestamp, parse_rfc3339
 from audit_archiver.errors import EventValidationError
@@ -118,22 +121,45 @@ def parse_event_line(raw: bytes) -> dict[str, Any]:
     Raises:
         EventValidationError: the line is not UTF-8, not JSON, or not a valid event.
     """
+    return validate_event(_loads(raw, exact=_LONG_NUMBER.search(raw) is not None))
+
+
+def _loads(raw: bytes, *, exact: bool) -> Any:
+    """Parse JSON: orjson when it is exact, the standard library otherwise.
+
+    orjson reads integers beyond 64 bits as floats, silently; so a body with a
+    run of 19 or more digits, and anything orjson refuses (for the precise
+    error message), goes through the standard library, which keeps big integers
+    exact and refuses NaN, Infinity and floats that overflow.
+    """
+    if not exact:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise EventValidationError("invalid UTF-8") from e
     try:
-        value = _DECODER.decode(text)
+        return _DECODER.decode(text)
     except ValueError as e:
         raise EventValidationError(f"not JSON ({e})") from e
-    return validate_event(value)
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not allowed")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
 def encode_event(event: Mapping[str, Any]) -> bytes:
@@ -228,13 +254,12 @@ def parse_event_batch_numbered(body: bytes) -> list[tuple[int, dict[str, Any]]]:
             the body holds no event.
     """
     stripped = body.lstrip()
+    exact = _LONG_NUMBER.search(body) is not None
     if stripped.startswith(b"["):
         try:
-            items = _DECODER.decode(body.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise EventValidationError("invalid UTF-8", line=1) from e
-        except ValueError as e:
-            raise EventValidationError(f"not a JSON array ({e})", line=1) from e
+            items = _loads(body, exact=exact)
+        except EventValidationError as e:
+            raise EventValidationError(f"not a JSON array ({e.reason})", line=1) from e
         if not isinstance(items, list):
             raise EventValidationError("not a JSON array", line=1)
         events = []
@@ -249,7 +274,7 @@ def parse_event_batch_numbered(body: bytes) -> list[tuple[int, dict[str, Any]]]:
             if not raw.strip():
                 continue
             try:
-                events.append((number, parse_event_line(raw)))
+                events.append((number, validate_event(_loads(raw, exact=exact))))
             except EventValidationError as e:
                 raise e.at_line(number) from e
     if not events:

@@ -265,8 +265,7 @@ def test_many_segments_use_worker_processes(locked_bucket: tuple[str, str]) -> N
     assert (summary["head_segment_seq"], summary["segments"]) == (79, 80)
 
 
-def test_stream_in_state_but_gone_from_the_bucket(archive: tuple[str, str],
-                                                  tmp_path: Path) -> None:
+def test_stream_in_state_but_gone_from_the_bucket(archive: tuple[str, str], tmp_path: Path) -> None:
     endpoint, bucket = archive
     state = tmp_path / "state.json"
     assert verify(endpoint, bucket, "--state", state)[0] == 0

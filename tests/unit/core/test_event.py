@@ -121,3 +121,28 @@ def test_big_integers_are_refused_not_rounded() -> None:
     assert encode_event_batch(b'[{"actor":"a","action":"b","resource":"c","n":1.5}]') == [
         b'{"action":"b","actor":"a","n":1.5,"resource":"c"}'
     ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"actor":"a","action":"b","resource":"c","n":1e400}\n',
+        b'[{"actor":"a","action":"b","resource":"c","n":-1e999}]',
+    ],
+)
+def test_overflowing_floats_are_refused_not_nulled(body: bytes) -> None:
+    with pytest.raises(EventValidationError, match="out of range"):
+        encode_event_batch(body)
+
+
+def test_fast_and_exact_parsers_agree() -> None:
+    body = (
+        b'{"actor":"a","action":"b","resource":"c","f":0.1,"e":"\\u00e9\\n","d":{"x":[1,2]}}\n'
+        b'{"actor":"a","action":"b","resource":"c","big":18446744073709551615}\n'
+    )
+    fast = encode_event_batch(body)
+    assert fast[1].endswith(b'"big":18446744073709551615,"resource":"c"}')
+    assert (
+        fast[0]
+        == b'{"action":"b","actor":"a","d":{"x":[1,2]},"e":"\xc3\xa9\\n","f":0.1,"resource":"c"}'
+    )
