@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
 
 from audit_archiver.agent.metrics import AgentMetrics
 from audit_archiver.agent.sealer import StreamSealer
@@ -81,9 +82,8 @@ class Batcher:
 
     def _add(self, events: list[PendingEvent], arrived: float) -> None:
         with self._condition:
-            for event in events:
-                self._pending.append((arrived, event))
-                self._pending_bytes += len(event.line) + 1
+            self._pending.extend(zip(repeat(arrived), events))
+            self._pending_bytes += sum(len(event.line) for event in events) + len(events)
             self._metrics.events_pending.set(len(self._pending))
             self._condition.notify()
 

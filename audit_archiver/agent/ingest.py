@@ -23,7 +23,7 @@ from audit_archiver.agent import failpoints
 from audit_archiver.agent.metrics import AgentMetrics
 from audit_archiver.agent.spool import PendingEvent, Spool
 from audit_archiver.core.encoding import format_timestamp
-from audit_archiver.core.event import seal_line
+from audit_archiver.core.event import seal_lines
 from audit_archiver.errors import SpoolFullError
 
 __all__ = ["Accepted", "Committer"]
@@ -118,16 +118,13 @@ class Committer:
                 request.future.set_exception(SpoolFullError("the spool is full"))
                 continue
             try:
-                sealed = [
-                    seal_line(event, seq + i, received_at) for i, event in enumerate(request.events)
-                ]
+                sealed = seal_lines(request.events, seq, received_at)
             except (ValueError, TypeError) as e:
                 request.future.set_exception(e)
                 continue
-            for line in sealed:
-                pending.append(PendingEvent(seq, received_at, line))
-                seq += 1
-                budget -= len(line) + 10
+            pending += [PendingEvent(seq + i, received_at, line) for i, line in enumerate(sealed)]
+            seq += len(sealed)
+            budget -= sum(len(line) for line in sealed) + 10 * len(sealed)
             lines += sealed
             answered.append((request, Accepted(len(sealed), seq - len(sealed), seq - 1)))
         if not lines:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from threading import Lock
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from audit_archiver.agent import failpoints
 from audit_archiver.agent.sealer import ChainHead
@@ -56,9 +56,8 @@ class SpoolIdentity:
     key_id: str
 
 
-@dataclass(frozen=True)
-class PendingEvent:
-    """An accepted event not yet sealed."""
+class PendingEvent(NamedTuple):
+    """An accepted event not yet sealed (a tuple: one is made per event)."""
 
     seq: int
     received_at: str

@@ -43,6 +43,7 @@ __all__ = [
     "parse_line_header",
     "seal_event",
     "seal_line",
+    "seal_lines",
     "validate_event",
 ]
 
@@ -189,6 +190,24 @@ def seal_line(encoded_event: bytes, seq: int, received_at: str) -> bytes:
     if not encoded_event.startswith(b"{") or encoded_event == b"{}":
         raise ValueError("encoded event must be a non-empty JSON object")
     return b'{"seq":%d,"received_at":"%s",%s' % (seq, received_at.encode(), encoded_event[1:])
+
+
+def seal_lines(encoded_events: list[bytes], first_seq: int, received_at: str) -> list[bytes]:
+    """Seal a run of encoded events with consecutive seq numbers and one ``received_at``.
+
+    Raises:
+        ValueError: as :func:`seal_line`.
+    """
+    if not encoded_events:
+        return []
+    seal_line(encoded_events[0], first_seq, received_at)
+    stamp = received_at.encode()
+    sealed = []
+    for offset, encoded in enumerate(encoded_events):
+        if encoded[:1] != b"{" or len(encoded) < 3:
+            raise ValueError("encoded event must be a non-empty JSON object")
+        sealed.append(b'{"seq":%d,"received_at":"%s",%s' % (first_seq + offset, stamp, encoded[1:]))
+    return sealed
 
 
 def seal_event(event: Mapping[str, Any], seq: int, received_at: str) -> bytes:

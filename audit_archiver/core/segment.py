@@ -207,21 +207,26 @@ def build_segment(
     segment's seal hash, or :data:`~audit_archiver.core.seal.GENESIS_HASH` for
     segment 0.
 
+    The first and last lines' headers must carry ``first_seq`` and
+    ``first_seq + len(lines) - 1``; the writer numbers the lines between.
+
     Raises:
         ValueError: lines out of seq order, a genesis link on a later segment
             (or the reverse), a newline inside a line, or bad key parts.
     """
     if (segment_seq == 0) != (prev_seal_hash == GENESIS_HASH):
         raise ValueError("segment 0, and only segment 0, links to the genesis hash")
+    raw = b"\n".join(lines) + b"\n" if lines else b""
+    if raw.count(b"\n") != len(lines):
+        raise ValueError("an event line must not contain a newline")
     times: list[str] = []
-    for offset, line in enumerate(lines):
-        if b"\n" in line:
-            raise ValueError("an event line must not contain a newline")
-        seq, received_at = _line_bounds(line)
+    for offset in sorted({0, len(lines) - 1}) if lines else ():
+        seq, received_at = _line_bounds(lines[offset])
         if seq != first_seq + offset:
             raise ValueError(f"line {offset} has seq {seq}, expected {first_seq + offset}")
         times.append(received_at)
-    raw = b"".join(line + b"\n" for line in lines)
+    if len(times) == 1:
+        times.append(times[0])
     body = compress_body(raw, compression)
     seal = Seal(
         stream=stream,
