@@ -28,7 +28,7 @@ class AgentSettings:
     bucket: str
     prefix: str
     stream: str
-    signing_key: Path
+    signing_key: Path | None
     retention_days: int
     spool: Path
     listen: tuple[str, int] | None = None
@@ -43,6 +43,7 @@ class AgentSettings:
     tail: Path | None = None
     compression: str = "zstd"
     ingest_workers: int = 2
+    kms_key_id: str | None = None
 
     def validate(self) -> None:
         """Check values that do not need the network.
@@ -83,6 +84,10 @@ class AgentSettings:
             ),
             (self.compression in ("zstd", "gzip"), "--compression must be zstd or gzip"),
             (self.ingest_workers >= 0, "--ingest-workers must not be negative"),
+            (
+                (self.signing_key is None) != (self.kms_key_id is None),
+                "give exactly one of --signing-key PATH and --kms-key-id ARN",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -50,6 +50,7 @@ def _register() -> None:
     main.add_command(agent.agent)
     main.add_command(bucket.bucket)
     main.add_command(keys.keygen)
+    main.add_command(keys.kms_public_key)
     main.add_command(local_s3.local_s3)
     main.add_command(seal.seal)
     main.add_command(verify.verify)

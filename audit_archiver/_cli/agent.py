@@ -54,6 +54,11 @@ def _default_workers() -> int:
 @_opt("--prefix", help="Key prefix for this archive, e.g. audit/prod.")
 @_opt("--stream", help="Stream id: one per agent (A-Z a-z 0-9 . _ -).")
 @_opt("--signing-key", type=_PATH, help="Ed25519 private key PEM (mode 0600).")
+@_opt(
+    "--kms-key-id",
+    help="Sign with this AWS KMS key (ECC_NIST_P256) instead of"
+    " --signing-key; KMS endpoint and credentials come the usual boto3 way.",
+)
 @_opt("--retention-days", type=int, help="COMPLIANCE retention applied to every segment.")
 @_opt("--spool", type=_PATH, help="Spool directory (persistent volume).")
 @_opt("--listen", help="HOST:PORT for the HTTP API.")
@@ -118,7 +123,11 @@ def agent(check_config: bool, log_level: str, **options: Any) -> None:
         read_token(settings)
         from audit_archiver.keys import load_signer
 
-        key_id = load_signer(settings.signing_key).key_id
+        key_id = (
+            f"KMS {settings.kms_key_id}"
+            if settings.signing_key is None
+            else load_signer(settings.signing_key).key_id
+        )
         click.echo(
             f"configuration OK: stream {settings.stream} -> s3://{settings.bucket}/"
             f"{settings.prefix}/{settings.stream}/ (key id {key_id})"
@@ -128,7 +137,7 @@ def agent(check_config: bool, log_level: str, **options: Any) -> None:
     sys.exit(run_agent(settings))
 
 
-_REQUIRED = ("bucket", "prefix", "stream", "signing_key", "retention_days", "spool")
+_REQUIRED = ("bucket", "prefix", "stream", "retention_days", "spool")
 
 
 def _settings(options: dict[str, Any]) -> AgentSettings:
@@ -148,7 +157,8 @@ def _settings(options: dict[str, Any]) -> AgentSettings:
         bucket=options["bucket"],
         prefix=options["prefix"],
         stream=options["stream"],
-        signing_key=Path(options["signing_key"]),
+        signing_key=Path(options["signing_key"]) if options.get("signing_key") else None,
+        kms_key_id=options.get("kms_key_id"),
         retention_days=options["retention_days"],
         spool=Path(options["spool"]),
         listen=parse_listen(options["listen"]) if options.get("listen") else None,

@@ -23,6 +23,7 @@ from audit_archiver.agent.metrics import AgentMetrics
 from audit_archiver.agent.sealer import StreamSealer
 from audit_archiver.agent.spool import PendingEvent, SealedFile, Spool
 from audit_archiver.core.encoding import format_timestamp
+from audit_archiver.errors import StorageError
 
 __all__ = ["BatchLimits", "Batcher"]
 
@@ -136,7 +137,19 @@ class Batcher:
         self._pending_bytes -= size
         return batch
 
+    def _put_back(self, batch: list[PendingEvent], error: StorageError, failures: int) -> None:
+        """Keep a batch that could not be sealed (signer unreachable) and retry later."""
+        delay = min(30.0, 0.2 * 2 ** min(failures, 8))
+        log.warning("sealing failed; will retry", extra={"error": str(error), "retry_in_s": delay})
+        with self._condition:
+            now = self._monotonic()
+            self._pending.extendleft((now, event) for event in reversed(batch))
+            self._pending_bytes += sum(len(event.line) + 1 for event in batch)
+            if not self._stopping:
+                self._condition.wait(delay)
+
     def _run(self) -> None:
+        failures = 0
         try:
             while True:
                 with self._condition:
@@ -148,7 +161,15 @@ class Batcher:
                         self._condition.wait(wait)
                         due, wait = self._due()
                     batch = self._take_batch()
-                self._seal(batch)
+                try:
+                    self._seal(batch)
+                    failures = 0
+                except StorageError as e:
+                    failures += 1
+                    self._put_back(batch, e, failures)
+                    if self._stopping:
+                        log.warning("stopping with unsealed events; they stay in the spool")
+                        return
         except BaseException as e:
             log.exception("sealing failed; the agent stops")
             self.error = e

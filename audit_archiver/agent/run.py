@@ -11,11 +11,12 @@ from multiprocessing import get_context
 
 from aiohttp import web
 
+from audit_archiver.agent.kms import KmsSigner
 from audit_archiver.agent.pipeline import Agent
 from audit_archiver.agent.server import build_app
 from audit_archiver.agent.sources import StdinSource, TailSource
 from audit_archiver.config import AgentSettings
-from audit_archiver.core.signing import load_trusted_key
+from audit_archiver.core.signing import Ed25519Signer, load_trusted_key
 from audit_archiver.errors import ConfigurationError
 from audit_archiver.keys import load_signer
 from audit_archiver.storage.s3 import S3Store
@@ -53,7 +54,12 @@ def build_agent(settings: AgentSettings) -> Agent:
         ConfigurationError: bad key or settings.
     """
     settings.validate()
-    signer = load_signer(settings.signing_key)
+    signer: Ed25519Signer | KmsSigner
+    if settings.kms_key_id is not None:
+        signer = KmsSigner.connect(settings.kms_key_id, region=settings.region, endpoint_url=None)
+    else:
+        assert settings.signing_key is not None
+        signer = load_signer(settings.signing_key)
     own_key = load_trusted_key(signer.public_pem())
     store = S3Store.connect(
         settings.bucket, region=settings.region, endpoint_url=settings.endpoint_url

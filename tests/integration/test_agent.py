@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import pytest
 
 from tests.helpers import wait_for
@@ -397,3 +398,26 @@ def test_check_config(tmp_path: Path, moto_endpoint: str) -> None:
     missing = run_cli("agent", "--bucket", "b", "--check-config")
     assert missing.returncode == 2
     assert "missing setting(s): --prefix, --stream" in missing.stderr
+
+
+def test_agent_signs_with_kms(
+    tmp_path: Path, locked_bucket: tuple[str, str], agents: list[AgentProcess]
+) -> None:
+    endpoint, bucket = locked_bucket
+    kms = boto3.client("kms", endpoint_url=endpoint, region_name="us-east-1")
+    key_id = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]["KeyId"]
+    env = {"AWS_ENDPOINT_URL_KMS": endpoint}
+    agent = launch(agents, tmp_path, endpoint, bucket, env=env)
+    at = agent.argv.index("--signing-key")
+    agent.argv[at : at + 2] = ["--kms-key-id", key_id]
+    agent.start()
+    agent.wait_ready()
+    assert agent.post(ndjson(0, 12))[0] == 200
+    assert agent.terminate() == 0
+    public = run_cli("kms-public-key", "--kms-key-id", key_id, "--region", "us-east-1", env=env)
+    assert public.returncode == 0, public.stderr
+    (tmp_path / "kms.pub").write_text(public.stdout)
+    report = verify_bucket(endpoint, bucket, tmp_path / "kms.pub", tmp_path / "copy")
+    assert (report["ok"], report["events"]) == (True, 12)
+    wrong = verify_bucket(endpoint, bucket, agent.public_key, tmp_path / "copy2")
+    assert {p["kind"] for p in wrong["problems"]} == {"unknown_key"}

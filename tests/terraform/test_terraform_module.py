@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from audit_archiver._cli.agent import agent as agent_command
 from tests.terraform.bucket_settings import TerraformConfig
 
 # Buckets whose objects are audit segments, and the KMS key each is encrypted with.
@@ -50,22 +51,8 @@ AUDITOR_READ_ONLY = re.compile(
 )
 
 # The agent's TOML configuration keys: its long option names with '-' turned into '_'.
-AGENT_CONFIG_KEYS = {
-    "bucket",
-    "prefix",
-    "stream",
-    "signing_key",
-    "retention_days",
-    "spool",
-    "listen",
-    "token_file",
-    "endpoint_url",
-    "region",
-    "batch_max_events",
-    "batch_max_bytes",
-    "batch_max_age",
-    "heartbeat",
-}
+# The agent's real settings: what its TOML file accepts (the --config loader refuses others).
+AGENT_CONFIG_KEYS = {p.name for p in agent_command.params if p.name and p.name != "config"}
 
 
 def ref(expression: str) -> str:
@@ -470,7 +457,7 @@ def test_agent_config_snippet_uses_agent_keys(module_config: TerraformConfig) ->
     body = textwrap.dedent(heredoc.removeprefix("<<-EOT\n").rsplit("\n", 1)[0])
     body = body.replace(ref("var.retention_days"), "1")
     parsed = tomllib.loads(re.sub(r"\$\{[^}]*\}", "x", body))
-    assert set(parsed) == {"bucket", "prefix", "region", "retention_days"}
+    assert set(parsed) == {"bucket", "prefix", "region", "retention_days", "kms_key_id"}
     assert set(parsed) <= AGENT_CONFIG_KEYS
     assert parsed["retention_days"] == 1
 

@@ -90,7 +90,7 @@ output "agent_config_toml" {
     prefix = "${var.prefix}"
     region = "${local.region}"
     retention_days = ${var.retention_days}
-    # signing key for KMS signing (ECDSA P-256): ${aws_kms_key.signing.arn}
+    kms_key_id = "${aws_kms_key.signing.arn}"
   EOT
 }
 
