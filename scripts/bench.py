@@ -148,7 +148,6 @@ def agent_round(s3: LocalS3, events: int, clients: int, work: Path) -> dict[str,
         stderr=log,
         env={**ENV, "AUDIT_ARCHIVER_LOG_LEVEL": "warning"},
     )
-    port_file = work / "spool"
 
     def port() -> int | None:
         for conn in _listening_ports(agent.pid):
@@ -208,7 +207,6 @@ def agent_round(s3: LocalS3, events: int, clients: int, work: Path) -> dict[str,
     rss = _peak_rss_kib(agent.pid)
     agent.send_signal(signal.SIGTERM)
     agent.wait(60)
-    del port_file
     objects = [
         s3.client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
         for o in s3.client.list_objects_v2(Bucket=bucket)["Contents"]

@@ -16,6 +16,7 @@ import pytest
 
 from audit_archiver.core.segment import SealedSegment
 from audit_archiver.storage.s3 import S3Store
+from audit_archiver.verify.worker import PROCESS_THRESHOLD
 from tests.helpers import BASE_TIME, OTHER_SEED, build_stream, fixed_signer, forge
 from tests.integration.cli import run_cli
 from tests.s3server import (
@@ -257,6 +258,7 @@ def test_state_file_for_another_archive_is_refused(
 
 def test_many_segments_use_worker_processes(locked_bucket: tuple[str, str]) -> None:
     endpoint, bucket = locked_bucket
+    assert PROCESS_THRESHOLD <= 80  # enough segments for the worker-process path
     upload(endpoint, bucket, build_stream(None, "app-1", segments=80, per_segment=2))
     code, report = verify(endpoint, bucket, "--workers", "4")
     assert code == 0

@@ -20,7 +20,9 @@ from tests.memory_store import MemoryStore
 FAST = Backoff(base=0.01, cap=0.05)
 
 
-def make_agent(spool: Path, store: MemoryStore, **batch: float | None) -> Agent:
+def make_agent(
+    spool: Path, store: MemoryStore, grace_period: float = 5.0, **batch: float | None
+) -> Agent:
     limits = BatchLimits(**{"max_events": 10, "max_age": 30.0, **batch})  # type: ignore[arg-type]
     settings = AgentSettings(
         bucket="bkt",
@@ -30,7 +32,7 @@ def make_agent(spool: Path, store: MemoryStore, **batch: float | None) -> Agent:
         retention_days=3,
         spool=spool,
         batch=limits,
-        grace_period=5.0,
+        grace_period=grace_period,
     )
     signer = fixed_signer()
     return Agent(settings, store, signer, load_trusted_key(signer.public_pem()), backoff=FAST)
@@ -63,12 +65,11 @@ def test_round_trip_seals_on_size_and_at_shutdown(tmp_path: Path) -> None:
 
 def test_outage_loses_nothing_and_restart_uploads(tmp_path: Path) -> None:
     store = MemoryStore()
-    agent = make_agent(tmp_path, store)
+    agent = make_agent(tmp_path, store, grace_period=0.2)
     agent.start()
     submit(agent, 0, 5)
     store.down = True
     submit(agent, 5, 20)
-    agent.settings.__dict__["grace_period"] = 0.2
     assert agent.shutdown() == 0
     assert store.puts <= 1
     store.down = False
@@ -114,10 +115,9 @@ def test_bucket_without_object_lock_is_refused(tmp_path: Path) -> None:
 
 def test_forked_stream_stops_the_agent(tmp_path: Path) -> None:
     store = MemoryStore()
-    store.put_new("audit/s1/000000000000.ndjson.zst", b"someone else's", retain_until=None)
     agent = make_agent(tmp_path / "spool", store)
-    store.objects.clear()
     agent.start()
+    # another writer takes the stream's next key after this agent read the (empty) head
     store.put_new("audit/s1/000000000000.ndjson.zst", b"someone else's", retain_until=None)
     submit(agent, 0, 10)
     wait_for(agent.stopped.is_set, what="fatal stop")
