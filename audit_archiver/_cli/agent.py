@@ -103,7 +103,8 @@ def _default_workers() -> int:
     type=int,
     default=_default_workers(),
     show_default=True,
-    help="Processes that parse and validate request bodies (0: none, in-process).",
+    help="Processes that parse and validate request bodies and compress and hash"
+    " segments (0: none, in-process).",
 )
 @_opt("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")

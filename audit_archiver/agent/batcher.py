@@ -6,6 +6,11 @@ on :meth:`Batcher.flush` (shutdown), or, with a heartbeat, when nothing was
 sealed for ``heartbeat`` seconds (an empty segment, so an idle stream still
 shows it is alive). ``sealed_at`` never goes below the previous seal's or the
 batch's last ``received_at``.
+
+Events arrive as runs (one per committed request); a run is split only where a
+segment boundary falls inside it. The key-free half of sealing (header splice,
+Merkle root, compression) runs on ``executor`` when one is given (the agent's
+worker processes), so the agent's main process only signs and stores.
 """
 
 from __future__ import annotations
@@ -15,19 +20,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import repeat
 
 from audit_archiver.agent.metrics import AgentMetrics
 from audit_archiver.agent.sealer import StreamSealer
-from audit_archiver.agent.spool import PendingEvent, SealedFile, Spool
+from audit_archiver.agent.spool import SealedFile, Spool
 from audit_archiver.core.encoding import format_timestamp
+from audit_archiver.core.event import EventRun
+from audit_archiver.core.segment import SegmentBody, prepare_runs_body
 from audit_archiver.errors import StorageError
 
 __all__ = ["BatchLimits", "Batcher"]
 
 log = logging.getLogger(__name__)
+_MAX_IN_FLIGHT = 2  # segment bodies prepared at once (each up to max_bytes of lines)
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class Batcher:
         on_sealed: Callable[[SealedFile], None],
         metrics: AgentMetrics,
         monotonic: Callable[[], float] = time.monotonic,
+        executor: Executor | None = None,
     ) -> None:
         self._sealer = sealer
         self._spool = spool
@@ -61,8 +71,11 @@ class Batcher:
         self._monotonic = monotonic
         self._on_sealed = on_sealed
         self._metrics = metrics
-        self._pending: deque[tuple[float, PendingEvent]] = deque()
+        self._executor = executor
+        self._pending: deque[tuple[float, EventRun]] = deque()
+        self._pending_events = 0
         self._pending_bytes = 0
+        self._in_flight_events = 0
         self._condition = threading.Condition()
         self._flush = False
         self._stopping = False
@@ -71,21 +84,23 @@ class Batcher:
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
 
-    def start(self, recovered: list[PendingEvent]) -> None:
+    def start(self, recovered: list[EventRun]) -> None:
         """Start sealing; events recovered from the WAL count as already due."""
         due = self._monotonic() - self._limits.max_age
         self._add(recovered, due)
         self._thread.start()
 
-    def add(self, events: list[PendingEvent]) -> None:
-        """Hand over freshly committed events."""
-        self._add(events, self._monotonic())
+    def add(self, runs: list[EventRun]) -> None:
+        """Hand over freshly committed runs of events."""
+        self._add(runs, self._monotonic())
 
-    def _add(self, events: list[PendingEvent], arrived: float) -> None:
+    def _add(self, runs: list[EventRun], arrived: float) -> None:
         with self._condition:
-            self._pending.extend(zip(repeat(arrived), events))
-            self._pending_bytes += sum(len(event.line) for event in events) + len(events)
-            self._metrics.events_pending.set(len(self._pending))
+            for run in runs:
+                self._pending.append((arrived, run))
+                self._pending_events += run.event_count
+                self._pending_bytes += run.sealed_size()
+            self._metrics.events_pending.set(self._pending_events + self._in_flight_events)
             self._condition.notify()
 
     def flush(self) -> None:
@@ -102,71 +117,107 @@ class Batcher:
             self._condition.notify()
         self._thread.join()
 
-    @property
-    def pending(self) -> int:
-        """Number of events not yet sealed."""
-        return len(self._pending)
+    def _due(self, *, idle: bool) -> tuple[bool, float | None]:
+        """Whether to take a batch now; otherwise how long until a timer fires.
 
-    def _due(self) -> tuple[bool, float | None]:
-        """Whether to seal now; otherwise how long until a timer fires."""
+        A heartbeat is due only when ``idle`` (no batch being sealed).
+        """
         limits = self._limits
         now = self._monotonic()
         if self._pending:
             if (
                 self._flush
-                or len(self._pending) >= limits.max_events
+                or self._pending_events >= limits.max_events
                 or self._pending_bytes >= limits.max_bytes
             ):
                 return True, None
             wait = self._pending[0][0] + limits.max_age - now
             return wait <= 0, max(wait, 0.0)
-        if limits.heartbeat and not self._stopping:
+        if limits.heartbeat and idle and not self._stopping:
             wait = self._last_seal + limits.heartbeat - now
             return wait <= 0, max(wait, 0.0)
         return False, None
 
-    def _take_batch(self) -> list[PendingEvent]:
-        batch: list[PendingEvent] = []
-        size = 0
-        while self._pending and len(batch) < self._limits.max_events:
-            line_size = len(self._pending[0][1].line) + 1
-            if batch and size + line_size > self._limits.max_bytes:
-                break
-            batch.append(self._pending.popleft()[1])
-            size += line_size
+    def _take_batch(self) -> list[EventRun]:
+        """Take the oldest runs up to the limits, splitting the last one if need be."""
+        limits = self._limits
+        batch: list[EventRun] = []
+        events = size = 0
+        while self._pending and events < limits.max_events:
+            arrived, run = self._pending[0]
+            run_size = run.sealed_size()
+            if (
+                run.event_count <= limits.max_events - events
+                and size + run_size <= limits.max_bytes
+            ):
+                self._pending.popleft()
+                batch.append(run)
+                events += run.event_count
+                size += run_size
+                continue
+            fit = 0
+            for line_size in run.line_sizes()[: limits.max_events - events]:
+                if (batch or fit) and size + line_size > limits.max_bytes:
+                    break
+                fit += 1
+                size += line_size
+            if fit == run.event_count:  # one line over max_bytes: it goes alone
+                self._pending.popleft()
+                batch.append(run)
+                events += fit
+            elif fit:
+                head, tail = run.split(fit)
+                self._pending[0] = (arrived, tail)
+                batch.append(head)
+                events += fit
+            break
+        self._pending_events -= events
         self._pending_bytes -= size
         return batch
 
-    def _put_back(self, batch: list[PendingEvent], error: StorageError, failures: int) -> None:
+    def _put_back(self, batch: list[EventRun], error: StorageError, failures: int) -> None:
         """Keep a batch that could not be sealed (signer unreachable) and retry later."""
         delay = min(30.0, 0.2 * 2 ** min(failures, 8))
         log.warning("sealing failed; will retry", extra={"error": str(error), "retry_in_s": delay})
         with self._condition:
             now = self._monotonic()
-            self._pending.extendleft((now, event) for event in reversed(batch))
-            self._pending_bytes += sum(len(event.line) + 1 for event in batch)
+            self._pending.extendleft((now, run) for run in reversed(batch))
+            self._pending_events += sum(run.event_count for run in batch)
+            self._pending_bytes += sum(run.sealed_size() for run in batch)
             if not self._stopping:
                 self._condition.wait(delay)
 
     def _run(self) -> None:
+        """Take batches when due and seal them in order, preparing up to
+        ``_MAX_IN_FLIGHT`` bodies at once while the oldest is signed and stored."""
         failures = 0
+        in_flight: deque[tuple[list[EventRun], Future[SegmentBody]]] = deque()
         try:
             while True:
                 with self._condition:
-                    due, wait = self._due()
-                    while not due:
+                    due, wait = self._due(idle=not in_flight)
+                    while not due and not in_flight:
                         if self._stopping:
                             return
                         self._flush = False
                         self._condition.wait(wait)
-                        due, wait = self._due()
-                    batch = self._take_batch()
+                        due, wait = self._due(idle=True)
+                    if due and len(in_flight) < _MAX_IN_FLIGHT:
+                        first_seq = self._sealer.head.next_seq + self._in_flight_events
+                        batch = self._take_batch()
+                        self._in_flight_events += sum(run.event_count for run in batch)
+                        in_flight.append((batch, self._start_prepare(batch, first_seq)))
+                        continue
+                batch, prepared = in_flight.popleft()
                 try:
-                    self._seal(batch)
+                    self._seal(batch, prepared)
                     failures = 0
                 except StorageError as e:
                     failures += 1
-                    self._put_back(batch, e, failures)
+                    unsealed = batch + [run for waiting, _ in in_flight for run in waiting]
+                    in_flight.clear()
+                    self._in_flight_events = 0
+                    self._put_back(unsealed, e, failures)
                     if self._stopping:
                         log.warning("stopping with unsealed events; they stay in the spool")
                         return
@@ -174,17 +225,45 @@ class Batcher:
             log.exception("sealing failed; the agent stops")
             self.error = e
 
-    def _seal(self, batch: list[PendingEvent]) -> None:
+    def _start_prepare(self, batch: list[EventRun], first_seq: int) -> Future[SegmentBody]:
+        """Prepare the body of ``batch`` on the executor (inline without one)."""
+        compression = self._sealer.compression
+        if self._executor is not None and batch:
+            try:
+                return self._executor.submit(prepare_runs_body, batch, first_seq, compression)
+            except BrokenProcessPool:
+                self._lose_executor()
+        done: Future[SegmentBody] = Future()
+        done.set_result(prepare_runs_body(batch, first_seq, compression))
+        return done
+
+    def _lose_executor(self) -> None:
+        log.warning("worker processes are gone; sealing in the main process")
+        self._executor = None
+
+    def _seal(self, batch: list[EventRun], prepared: Future[SegmentBody]) -> None:
+        first_seq = self._sealer.head.next_seq
+        try:
+            body = prepared.result()
+        except BrokenProcessPool:
+            self._lose_executor()
+            body = prepare_runs_body(batch, first_seq, self._sealer.compression)
         floor = max(self._last_sealed_at, batch[-1].received_at if batch else "")
         sealed_at = max(format_timestamp(self._clock()), floor)
-        segment = self._sealer.seal([event.line for event in batch], sealed_at)
+        segment = self._sealer.seal_body(body, sealed_at)
         stored = self._spool.store_sealed(segment)
+        with self._condition:
+            self._in_flight_events -= segment.seal.event_count
+            self._metrics.events_pending.set(self._pending_events + self._in_flight_events)
         self._last_seal = self._monotonic()
         self._last_sealed_at = sealed_at
         self._metrics.segments_sealed.inc()
-        self._metrics.events_pending.set(len(self._pending))
         log.info(
             "sealed segment",
-            extra={"key": segment.key, "events": len(batch), "bytes": len(segment.data)},
+            extra={
+                "key": segment.key,
+                "events": segment.seal.event_count,
+                "bytes": len(segment.data),
+            },
         )
         self._on_sealed(stored)

@@ -21,14 +21,15 @@ from datetime import datetime
 
 from audit_archiver.agent import failpoints
 from audit_archiver.agent.metrics import AgentMetrics
-from audit_archiver.agent.spool import PendingEvent, Spool
+from audit_archiver.agent.spool import Spool
 from audit_archiver.core.encoding import format_timestamp
-from audit_archiver.core.event import seal_lines
+from audit_archiver.core.event import EncodedEvents, EventRun
 from audit_archiver.errors import SpoolFullError
 
 __all__ = ["Accepted", "Committer"]
 
 log = logging.getLogger(__name__)
+_RECORD_OVERHEAD = 96  # a WAL record's header line, at most
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,7 @@ class Accepted:
 
 @dataclass
 class _Request:
-    events: list[bytes]
-    size_hint: int
+    events: EncodedEvents
     future: Future[Accepted]
 
 
@@ -57,7 +57,7 @@ class Committer:
         max_spool_bytes: int,
         headroom: int,
         clock: Callable[[], datetime],
-        on_committed: Callable[[list[PendingEvent]], None],
+        on_committed: Callable[[list[EventRun]], None],
         metrics: AgentMetrics,
     ) -> None:
         self._spool = spool
@@ -75,11 +75,10 @@ class Committer:
         self._last_received = last_received_at or ""
         self._thread.start()
 
-    def submit(self, events: list[bytes], size_hint: int) -> Future[Accepted]:
-        """Queue encoded events (:func:`~audit_archiver.core.event.encode_event`); the
-        future resolves once they are fsync'd."""
+    def submit(self, events: EncodedEvents) -> Future[Accepted]:
+        """Queue encoded events; the future resolves once they are fsync'd."""
         future: Future[Accepted] = Future()
-        self._queue.put(_Request(events, size_hint, future))
+        self._queue.put(_Request(events, future))
         return future
 
     def stop(self) -> None:
@@ -107,30 +106,30 @@ class Committer:
             return
         now = format_timestamp(self._clock())
         received_at = max(now, self._last_received)
-        lines: list[bytes] = []
-        pending: list[PendingEvent] = []
+        runs: list[EventRun] = []
         answered: list[tuple[_Request, Accepted]] = []
         budget = self._max_spool_bytes - self._spool.used_bytes()
         seq = self._spool.next_seq
         for request in group:
-            if request.size_hint > budget:
-                self._metrics.events_rejected.labels("spool_full").inc(len(request.events))
+            events = request.events
+            size = len(events.data) + _RECORD_OVERHEAD
+            if size > budget:
+                self._metrics.events_rejected.labels("spool_full").inc(events.event_count)
                 request.future.set_exception(SpoolFullError("the spool is full"))
                 continue
-            try:
-                sealed = seal_lines(request.events, seq, received_at)
-            except (ValueError, TypeError) as e:
-                request.future.set_exception(e)
+            if events.event_count == 0:
+                request.future.set_exception(ValueError("no events to commit"))
                 continue
-            pending += [PendingEvent(seq + i, received_at, line) for i, line in enumerate(sealed)]
-            seq += len(sealed)
-            budget -= sum(len(line) for line in sealed) + 10 * len(sealed)
-            lines += sealed
-            answered.append((request, Accepted(len(sealed), seq - len(sealed), seq - 1)))
-        if not lines:
+            runs.append(EventRun(seq, received_at, events.event_count, events.data))
+            answered.append(
+                (request, Accepted(events.event_count, seq, seq + events.event_count - 1))
+            )
+            seq += events.event_count
+            budget -= size
+        if not runs:
             return
         try:
-            self._spool.append(lines, pending[0].seq)
+            self._spool.append(runs)
         except Exception as e:
             log.exception("WAL append failed; refusing the group")
             for request, _ in answered:
@@ -138,8 +137,8 @@ class Committer:
             return
         self._last_received = received_at
         failpoints.hit("before-ack")
-        self._metrics.events_accepted.inc(len(lines))
-        self._metrics.bytes_accepted.inc(sum(len(line) for line in lines))
-        self._on_committed(pending)
+        self._metrics.events_accepted.inc(sum(run.event_count for run in runs))
+        self._metrics.bytes_accepted.inc(sum(run.sealed_size() for run in runs))
+        self._on_committed(runs)
         for request, accepted in answered:
             request.future.set_result(accepted)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime
 
 from audit_archiver.agent.batcher import Batcher
@@ -27,6 +27,7 @@ from audit_archiver.agent.sealer import ChainHead, StreamSealer, recover_chain_h
 from audit_archiver.agent.spool import Spool, SpoolIdentity, SpoolState, describe
 from audit_archiver.agent.uploader import Backoff, LockedStore, Uploader
 from audit_archiver.config import AgentSettings
+from audit_archiver.core.event import EncodedEvents
 from audit_archiver.core.signing import Signer, TrustedKey
 from audit_archiver.errors import (
     AuditArchiverError,
@@ -47,7 +48,11 @@ def _utc_now() -> datetime:
 
 
 class Agent:
-    """One running agent for one stream."""
+    """One running agent for one stream.
+
+    ``executor`` (worker processes), when given, prepares segment bodies off
+    the main process.
+    """
 
     def __init__(
         self,
@@ -58,8 +63,10 @@ class Agent:
         *,
         clock: Callable[[], datetime] = _utc_now,
         backoff: Backoff | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.settings = settings
+        self._executor = executor
         self.metrics = AgentMetrics()
         self._store = store
         self._signer = signer
@@ -191,6 +198,7 @@ class Agent:
             clock=self._clock,
             on_sealed=self._uploader.enqueue,
             metrics=self.metrics,
+            executor=self._executor,
         )
         self._committer = Committer(
             self._spool,
@@ -242,7 +250,7 @@ class Agent:
             return "spool is full"
         return None
 
-    def submit(self, events: list[bytes], size_hint: int) -> Future[Accepted]:
+    def submit(self, events: EncodedEvents) -> Future[Accepted]:
         """Queue encoded events for a durable commit.
 
         Raises:
@@ -254,7 +262,7 @@ class Agent:
             raise SpoolFullError("the spool is full; retry later")
         if reason is not None or self._committer is None:
             raise NotReadyError(reason or "not ready")
-        return self._committer.submit(events, size_hint)
+        return self._committer.submit(events)
 
     def request_stop(self) -> None:
         """Ask the agent to shut down (signal handlers, end of stdin)."""

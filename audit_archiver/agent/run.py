@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import signal
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from concurrent.futures import Executor
 
 from aiohttp import web
 
@@ -15,6 +13,7 @@ from audit_archiver.agent.kms import KmsSigner
 from audit_archiver.agent.pipeline import Agent
 from audit_archiver.agent.server import build_app
 from audit_archiver.agent.sources import StdinSource, TailSource
+from audit_archiver.agent.workers import start_worker_pool
 from audit_archiver.config import AgentSettings
 from audit_archiver.core.signing import Ed25519Signer, load_trusted_key
 from audit_archiver.errors import ConfigurationError
@@ -47,8 +46,10 @@ def read_token(settings: AgentSettings) -> bytes:
     return token
 
 
-def build_agent(settings: AgentSettings) -> Agent:
+def build_agent(settings: AgentSettings, workers: Executor | None = None) -> Agent:
     """Load the key and connect the store; return an agent that has not started.
+
+    ``workers`` takes the key-free half of sealing off the main process.
 
     Raises:
         ConfigurationError: bad key or settings.
@@ -64,40 +65,16 @@ def build_agent(settings: AgentSettings) -> Agent:
     store = S3Store.connect(
         settings.bucket, region=settings.region, endpoint_url=settings.endpoint_url
     )
-    return Agent(settings, store, signer, own_key)
+    return Agent(settings, store, signer, own_key, executor=workers)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when the agent dies, even by SIGKILL."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _encoder_pool(workers: int) -> ProcessPoolExecutor | None:
-    """Worker processes that parse, validate and encode request bodies on every core."""
-    if workers <= 0:
-        return None
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent
-    )
-    for _ in range(workers):
-        pool.submit(int).result()
-    return pool
-
-
-async def _serve(agent: Agent, settings: AgentSettings, token: bytes) -> None:
+async def _serve(
+    agent: Agent, settings: AgentSettings, token: bytes, pool: Executor | None
+) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, agent.request_stop)
     runner: web.AppRunner | None = None
-    pool = _encoder_pool(settings.ingest_workers) if settings.listen is not None else None
     if settings.listen is not None:
         app = build_app(agent, token, settings.max_body_bytes, pool)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -113,8 +90,6 @@ async def _serve(agent: Agent, settings: AgentSettings, token: bytes) -> None:
     agent.exit_code = code
     if runner is not None:
         await runner.cleanup()
-    if pool is not None:
-        pool.shutdown(cancel_futures=True)
 
 
 def run_agent(settings: AgentSettings) -> int:
@@ -125,18 +100,22 @@ def run_agent(settings: AgentSettings) -> int:
         StorageError: the spool cannot be used.
     """
     token = read_token(settings)
-    agent = build_agent(settings)
-    agent.start()
+    settings.validate()
+    pool = start_worker_pool(settings.ingest_workers)
     sources: list[StdinSource | TailSource] = []
-    if settings.stdin:
-        sources.append(StdinSource(agent))
-    if settings.tail is not None:
-        sources.append(TailSource(agent, settings.tail, settings.spool / "tail.json"))
-    for source in sources:
-        source.start()
     try:
-        asyncio.run(_serve(agent, settings, token))
+        agent = build_agent(settings, pool)
+        agent.start()
+        if settings.stdin:
+            sources.append(StdinSource(agent))
+        if settings.tail is not None:
+            sources.append(TailSource(agent, settings.tail, settings.spool / "tail.json"))
+        for source in sources:
+            source.start()
+        asyncio.run(_serve(agent, settings, token, pool))
     finally:
         for source in sources:
             source.stop()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return agent.exit_code

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 from audit_archiver.core.layout import parse_segment_key, segment_key, stream_prefix
 from audit_archiver.core.seal import GENESIS_HASH, parse_seal, signing_message
-from audit_archiver.core.segment import SealedSegment, build_segment, open_segment
+from audit_archiver.core.segment import (
+    SealedSegment,
+    SegmentBody,
+    finish_segment,
+    open_segment,
+    prepare_body,
+)
 from audit_archiver.core.signing import Signer, TrustedKey
 from audit_archiver.errors import IntegrityError, MalformedSegmentError
 from audit_archiver.storage.base import ObjectStore
@@ -51,22 +57,39 @@ class StreamSealer:
         self._compression = compression
         self._retention_days = retention_days
 
+    @property
+    def compression(self) -> str:
+        """The compression of the segments this sealer writes."""
+        return self._compression
+
     def seal(self, lines: Sequence[bytes], sealed_at: str) -> SealedSegment:
         """Seal ``lines`` (seq starting at ``head.next_seq``) and advance the head.
 
         Raises:
             ValueError: the lines do not continue the stream's seq.
         """
-        segment = build_segment(
+        return self.seal_body(prepare_body(lines, self.head.next_seq, self._compression), sealed_at)
+
+    def seal_body(self, prepared: SegmentBody, sealed_at: str) -> SealedSegment:
+        """Sign a prepared body (:func:`~audit_archiver.core.segment.prepare_runs_body`)
+        as the next segment and advance the head.
+
+        Raises:
+            ValueError: the body does not continue the stream's seq, or has
+                another compression than this sealer's.
+        """
+        if prepared.first_seq != self.head.next_seq:
+            raise ValueError(f"body starts at seq {prepared.first_seq}, not {self.head.next_seq}")
+        if prepared.compression != self._compression:
+            raise ValueError(f"body is {prepared.compression}, not {self._compression}")
+        segment = finish_segment(
+            prepared,
             prefix=self.prefix,
             stream=self.stream,
             segment_seq=self.head.next_segment_seq,
-            first_seq=self.head.next_seq,
-            lines=lines,
             prev_seal_hash=self.head.prev_seal_hash,
             sealed_at=sealed_at,
             signer=self._signer,
-            compression=self._compression,
             retention_days=self._retention_days,
         )
         seal = segment.seal

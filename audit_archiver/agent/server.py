@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from audit_archiver.agent.pipeline import Agent
-from audit_archiver.core.event import encode_event_batch
+from audit_archiver.core.event import encode_request_body
 from audit_archiver.errors import EventValidationError, NotReadyError, SpoolFullError
 
 __all__ = ["build_app"]
@@ -77,12 +77,12 @@ async def _handle_ingest(request: web.Request, agent: Agent) -> web.Response:  #
         return _error(503, f"not ready: {reason}")
     loop = asyncio.get_running_loop()
     try:
-        events = await loop.run_in_executor(request.app[_ENCODER], encode_event_batch, body)
+        events = await loop.run_in_executor(request.app[_ENCODER], encode_request_body, body)
     except EventValidationError as e:
         agent.metrics.events_rejected.labels("invalid").inc()
         return _error(400, str(e), line=e.line, field=e.field, reason=e.reason)
     try:
-        accepted = await asyncio.wrap_future(agent.submit(events, len(body) + 64 * len(events)))
+        accepted = await asyncio.wrap_future(agent.submit(events))
     except SpoolFullError:
         return _error(503, "spool is full; retry later")
     except NotReadyError as e:

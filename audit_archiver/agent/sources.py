@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from audit_archiver.agent.pipeline import Agent
-from audit_archiver.core.event import encode_event, parse_event_line
+from audit_archiver.core.event import EncodedEvents, encode_event, parse_event_line
 from audit_archiver.errors import EventValidationError, NotReadyError, SpoolFullError
 
 __all__ = ["StdinSource", "TailSource"]
@@ -83,14 +83,14 @@ class _LineSource(abc.ABC):
                     f"{self.name}: invalid event skipped",
                     extra={"line": self._line_number, "field": e.field, "reason": e.reason},
                 )
-        return self._submit(events, len(data))
+        return self._submit(EncodedEvents.of(events))
 
-    def _submit(self, events: list[bytes], size: int) -> bool:
-        while events:
+    def _submit(self, events: EncodedEvents) -> bool:
+        while events.event_count:
             if self._agent.stopped.is_set() and self._agent.readiness() is not None:
                 return False
             try:
-                self._agent.submit(events, size + 64 * len(events)).result()
+                self._agent.submit(events).result()
                 return True
             except (SpoolFullError, NotReadyError) as e:
                 log.debug(f"{self.name}: waiting", extra={"reason": str(e)})

@@ -6,13 +6,17 @@ Layout of the spool directory::
     LOCK                    flock'd while an agent uses the spool
     meta.json               stream, prefix and key id the spool belongs to
     head.json               the chain head after the newest segment S3 confirmed
-    wal/<first seq>.wal     accepted events, one record per line: "<crc32 hex> <line>\\n"
+    wal/<first seq>.wal     accepted events, one record per commit of a request
+                            (see :func:`_encode_record`)
     sealed/<segment>.seg    sealed segments, exactly the bytes to upload
 
 Invariants:
 
 - An event is acknowledged only after its WAL record is fsync'd.
-- WAL records hold gap-free seq numbers in order, continuing ``head.json``.
+- WAL records hold gap-free runs of seq numbers in order, continuing ``head.json``.
+  A record is a run (:class:`~audit_archiver.core.event.EventRun`): first seq,
+  count, ``received_at`` and the encoded events; the sealed lines' header is
+  added when sealing, so the hot path writes one record per request.
 - A sealed segment is written to a temporary file, fsync'd and renamed into
   place (and the directory fsync'd) before the WAL records it covers are dropped;
   it is deleted only after ``head.json`` records that S3 holds it.
@@ -33,16 +37,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from threading import Lock
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
 from audit_archiver.agent import failpoints
 from audit_archiver.agent.sealer import ChainHead
-from audit_archiver.core.event import parse_line_header
+from audit_archiver.core.event import EventRun
 from audit_archiver.core.seal import Seal, parse_seal
 from audit_archiver.core.segment import SealedSegment, open_segment
 from audit_archiver.errors import ConfigurationError, MalformedSegmentError, StorageError
 
-__all__ = ["PendingEvent", "SealedFile", "Spool", "SpoolIdentity", "SpoolState"]
+__all__ = ["SealedFile", "Spool", "SpoolIdentity", "SpoolState"]
 
 _SEQ_WIDTH = 12
 
@@ -54,14 +58,6 @@ class SpoolIdentity:
     stream: str
     prefix: str
     key_id: str
-
-
-class PendingEvent(NamedTuple):
-    """An accepted event not yet sealed (a tuple: one is made per event)."""
-
-    seq: int
-    received_at: str
-    line: bytes
 
 
 @dataclass(frozen=True)
@@ -81,7 +77,7 @@ class SpoolState:
 
     uploaded_head: ChainHead | None
     sealed: list[SealedFile] = field(default_factory=list)
-    pending: list[PendingEvent] = field(default_factory=list)
+    pending: list[EventRun] = field(default_factory=list)
 
     @property
     def sealing_head(self) -> ChainHead | None:
@@ -115,8 +111,71 @@ def _write_atomically(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def _encode_record(line: bytes) -> bytes:
-    return b"%08x %s\n" % (zlib.crc32(line), line)
+def _encode_record(run: EventRun) -> list[bytes]:
+    """A WAL record: ``<header crc> R <first seq> <count> <received_at> <size> <data crc>\\n``
+    then the run's data (``size`` bytes); both CRC-32s in 8 hex digits."""
+    header = b"R %d %d %s %d %08x" % (
+        run.first_seq,
+        run.event_count,
+        run.received_at.encode(),
+        len(run.data),
+        zlib.crc32(run.data),
+    )
+    return [b"%08x %s\n" % (zlib.crc32(header), header), run.data]
+
+
+def _decode_record(data: bytes, offset: int) -> tuple[EventRun | None, int]:
+    """The record at ``offset`` and where it ends; None (and where it would end,
+    or the end of ``data``) when it is incomplete or fails a check."""
+    newline = data.find(b"\n", offset)
+    if newline < 0:
+        return None, len(data)
+    header = _decode_record_header(data[offset:newline])
+    if header is None:
+        return None, newline + 1
+    first_seq, count, received_at, size, data_crc = header
+    end = newline + 1 + size
+    payload = data[newline + 1 : end]
+    if (
+        len(payload) != size
+        or zlib.crc32(payload) != data_crc
+        or payload.count(b"\n") != count
+        or (count and not payload.endswith(b"\n"))
+    ):
+        return None, min(end, len(data))
+    return EventRun(first_seq, received_at, count, payload), end
+
+
+def _valid_record_follows(data: bytes, offset: int) -> bool:
+    """Whether a valid record starts after a line break past ``offset``.
+
+    A bad record with nothing valid after it is the torn end of a write that
+    was never acknowledged (nothing after it was fsync'd); one followed by a
+    valid record is corruption of acknowledged data.
+    """
+    newline = data.find(b"\n", offset)
+    while newline >= 0:
+        if _decode_record(data, newline + 1)[0] is not None:
+            return True
+        newline = data.find(b"\n", newline + 1)
+    return False
+
+
+def _decode_record_header(line: bytes) -> tuple[int, int, str, int, int] | None:
+    """``(first_seq, count, received_at, size, data_crc)``, or None when not a valid header."""
+    fields = line.split(b" ")
+    try:
+        if len(fields) != 7 or fields[1] != b"R" or int(fields[0], 16) != zlib.crc32(line[9:]):
+            return None
+        return (
+            int(fields[2]),
+            int(fields[3]),
+            fields[4].decode("ascii"),
+            int(fields[5]),
+            int(fields[6], 16),
+        )
+    except ValueError:
+        return None
 
 
 class Spool:
@@ -171,13 +230,13 @@ class Spool:
         state.pending = self._read_wal(sealing.next_seq if sealing else 0)
         if state.pending and sealing is None:
             raise StorageError(f"spool {self.root} holds events but no chain head (corrupt)")
-        if state.pending and sealing and state.pending[0].seq != sealing.next_seq:
+        if state.pending and sealing and state.pending[0].first_seq != sealing.next_seq:
             raise StorageError(
-                f"spool {self.root} is corrupt: WAL resumes at seq {state.pending[0].seq},"
+                f"spool {self.root} is corrupt: WAL resumes at seq {state.pending[0].first_seq},"
                 f" expected {sealing.next_seq}"
             )
         if state.pending:
-            self._next_seq = state.pending[-1].seq + 1
+            self._next_seq = state.pending[-1].next_seq
         else:
             self._next_seq = sealing.next_seq if sealing else 0
         return state
@@ -225,35 +284,42 @@ class Spool:
                 raise StorageError(f"sealed segments in {self._sealed_dir} have a gap")
         return found
 
-    def _read_wal(self, sealed_through: int) -> list[PendingEvent]:
-        pending: list[PendingEvent] = []
+    def _read_wal(self, sealed_through: int) -> list[EventRun]:
+        pending: list[EventRun] = []
         for path in sorted(self._wal_dir.glob("*.wal")):
             first = int(path.stem)
             self._wal_files.append((first, path))
             self._wal_bytes += self._read_wal_file(path, sealed_through, pending)
+        for previous, current in itertools.pairwise(pending):
+            if current.first_seq != previous.next_seq:
+                raise StorageError(
+                    f"WAL in {self._wal_dir} is corrupt: seq {current.first_seq} follows"
+                    f" {previous.next_seq - 1}"
+                )
         return pending
 
-    def _read_wal_file(self, path: Path, sealed_through: int, out: list[PendingEvent]) -> int:
+    def _read_wal_file(self, path: Path, sealed_through: int, out: list[EventRun]) -> int:
         data = path.read_bytes()
         offset = 0
         while offset < len(data):
-            end = data.find(b"\n", offset)
-            record = data[offset:end] if end >= 0 else data[offset:]
-            line = record[9:]
-            valid = end >= 0 and record[8:9] == b" " and record[:8] == b"%08x" % zlib.crc32(line)
-            if not valid:
-                if end >= 0 and data.find(b"\n", end + 1) >= 0:
+            run, end = _decode_record(data, offset)
+            if run is None:
+                if data[offset + 8 : offset + 16] == b' {"seq":':
+                    raise StorageError(
+                        f"WAL {path} was written by an earlier version of audit-archiver (one"
+                        " record per event); drain this spool with that version, then upgrade"
+                    )
+                if _valid_record_follows(data, offset):
                     raise StorageError(f"WAL {path} is corrupt at byte {offset}")
                 with open(path, "r+b") as handle:  # a torn final record was never acknowledged
                     handle.truncate(offset)
                     os.fsync(handle.fileno())
                 return offset
-            header = parse_line_header(line)
-            if header is None:
-                raise StorageError(f"WAL {path} holds a record without a header at byte {offset}")
-            if header[0] >= sealed_through:
-                out.append(PendingEvent(header[0], header[1], line))
-            offset = end + 1
+            if run.next_seq > sealed_through:
+                if run.first_seq < sealed_through:
+                    run = run.split(sealed_through - run.first_seq)[1]
+                out.append(run)
+            offset = end
         return len(data)
 
     # -- events ---------------------------------------------------------------
@@ -290,28 +356,32 @@ class Spool:
         except OSError as e:
             raise StorageError(f"cannot write chain head in {self.root}: {e.strerror}") from e
 
-    def append(self, lines: Sequence[bytes], first_seq: int) -> None:
-        """Append sealed event lines (seq ``first_seq``, …) to the WAL and fsync once.
+    def append(self, runs: Sequence[EventRun]) -> None:
+        """Append runs of events (continuing the WAL's seq) to the WAL and fsync once.
 
         Raises:
-            ValueError: ``first_seq`` does not continue the WAL.
+            ValueError: the runs do not continue the WAL.
             StorageError: the write or fsync failed.
         """
         with self._lock:
-            if first_seq != self._next_seq:
-                raise ValueError(f"WAL continues at {self._next_seq}, not {first_seq}")
-            payload = b"".join(_encode_record(line) for line in lines)
+            expected = self._next_seq
+            parts: list[bytes] = []
+            for run in runs:
+                if run.first_seq != expected:
+                    raise ValueError(f"WAL continues at {expected}, not {run.first_seq}")
+                parts += _encode_record(run)
+                expected = run.next_seq
             handle = self._current_wal()
             start = handle.tell()
             try:
-                handle.write(payload)
+                handle.writelines(parts)
                 handle.flush()
                 os.fsync(handle.fileno())
             except OSError as e:
                 self._undo_partial_write(handle, start)
                 raise StorageError(f"cannot write the spool WAL: {e.strerror}") from e
-            self._wal_bytes += len(payload)
-            self._next_seq += len(lines)
+            self._wal_bytes += handle.tell() - start
+            self._next_seq = expected
             if handle.tell() >= self._wal_file_bytes:
                 handle.close()
                 self._wal = None
@@ -419,7 +489,7 @@ def describe(state: SpoolState) -> dict[str, Any]:
     """Summarise a recovered spool for the start-up log line."""
     head = state.sealing_head
     return {
-        "pending_events": len(state.pending),
+        "pending_events": sum(run.event_count for run in state.pending),
         "sealed_segments": len(state.sealed),
         "next_segment": head.next_segment_seq if head else None,
         "next_seq": head.next_seq if head else None,

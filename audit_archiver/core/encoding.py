@@ -71,6 +71,10 @@ def parse_rfc3339(text: str) -> datetime:
     """
     if not _RFC3339.match(text):
         raise ValueError(f"not an RFC 3339 date-time with offset: {text!r}")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass  # lower-case separators or a form Python does not take as is: normalize
     normalized = text.replace("t", "T").replace(" ", "T").replace("z", "Z")
     head, sep, tail = normalized.partition(".")
     if sep:

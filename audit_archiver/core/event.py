@@ -24,8 +24,8 @@ import json
 import math
 import re
 import socket
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -35,8 +35,11 @@ from audit_archiver.errors import EventValidationError
 __all__ = [
     "REQUIRED_FIELDS",
     "RESERVED_FIELDS",
+    "EncodedEvents",
+    "EventRun",
     "encode_event",
     "encode_event_batch",
+    "encode_request_body",
     "parse_event_batch",
     "parse_event_batch_numbered",
     "parse_event_line",
@@ -53,7 +56,7 @@ RESERVED_FIELDS = ("seq", "received_at")
 
 def _check_subject(name: str, value: object) -> None:
     if isinstance(value, str):
-        if not value.strip():
+        if not value or value.isspace():
             raise EventValidationError("must not be empty", field=name)
         return
     if isinstance(value, dict):
@@ -108,12 +111,17 @@ def validate_event(event: object) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise EventValidationError("event must be a JSON object")
     for name in REQUIRED_FIELDS:
+        value = event.get(name)
+        if type(value) is dict:
+            value = value.get("id")
+        if type(value) is str and value and not value.isspace():
+            continue
         _check_subject(name, event.get(name))
     for name in RESERVED_FIELDS:
         if name in event:
             raise EventValidationError("is reserved for the archiver", field=name)
     _check_optional(event)
-    return dict(event)
+    return event if type(event) is dict else dict(event)
 
 
 def parse_event_line(raw: bytes) -> dict[str, Any]:
@@ -122,22 +130,27 @@ def parse_event_line(raw: bytes) -> dict[str, Any]:
     Raises:
         EventValidationError: the line is not UTF-8, not JSON, or not a valid event.
     """
-    return validate_event(_loads(raw, exact=_LONG_NUMBER.search(raw) is not None))
+    return validate_event(_loads(raw, may_hold_long_number=_may_hold_long_number(raw)))
 
 
-def _loads(raw: bytes, *, exact: bool) -> Any:
+def _loads(raw: bytes, *, may_hold_long_number: bool) -> Any:
     """Parse JSON: orjson when it is exact, the standard library otherwise.
 
-    orjson reads integers beyond 64 bits as floats, silently; so a body with a
-    run of 19 or more digits, and anything orjson refuses (for the precise
-    error message), goes through the standard library, which keeps big integers
-    exact and refuses NaN, Infinity and floats that overflow.
+    orjson reads integers beyond 64 bits as floats, silently (and exactly all
+    others). Such an integer has a run of 19 or more digits and becomes a float
+    of magnitude 2**63 or more; so only when the text has such a run
+    (``may_hold_long_number``) and orjson's result holds such a float is the
+    text parsed again with the standard library, which keeps big integers exact.
+    Anything orjson refuses goes there too, for the precise error message
+    (NaN, Infinity and floats that overflow are refused).
     """
-    if not exact:
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if not may_hold_long_number or not _holds_huge_float(value):
+            return value
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -159,8 +172,38 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _holds_huge_float(value: object) -> bool:
+    """True when ``value`` (parsed JSON) holds a float of magnitude 2**63 or more."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if abs(item) >= _HUGE:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+_HUGE = 2.0**63
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+# Digits as "0" and what may precede a number token ("," "[" ":") as ":", with
+# whitespace and "-" dropped: a number of 19 or more digits becomes ":" and 19 zeros.
+_NUMBER_CONTEXT = bytes.maketrans(b"123456789,[", b"000000000::")
+_LONG_NUMBER = b":" + b"0" * 19
+
+
+def _may_hold_long_number(text: bytes) -> bool:
+    """True when ``text`` may hold an integer of 19 or more digits.
+
+    The digits of a number token follow "[", "," or ":" (whitespace and a
+    minus sign between), or start the text; inside strings the same pattern
+    only raises a false alarm, which costs a walk of the parsed value.
+    """
+    digits = text.translate(_NUMBER_CONTEXT, b" \t\r\n-")
+    return _LONG_NUMBER in digits or digits.startswith(_LONG_NUMBER[1:])
 
 
 def encode_event(event: Mapping[str, Any]) -> bytes:
@@ -210,6 +253,102 @@ def seal_lines(encoded_events: list[bytes], first_seq: int, received_at: str) ->
     return sealed
 
 
+class EncodedEvents(NamedTuple):
+    """Validated events in canonical form, each followed by a newline; no seq yet.
+
+    The agent moves a request's events as this one bytes object from the
+    ingest worker to the spool and the sealer, instead of one object per event.
+    """
+
+    event_count: int
+    data: bytes
+
+    @classmethod
+    def of(cls, encoded: Sequence[bytes]) -> EncodedEvents:
+        """Join events encoded by :func:`encode_event`."""
+        return cls(len(encoded), b"\n".join(encoded) + b"\n" if encoded else b"")
+
+
+# The sealed line's header, less the "{" it takes from the encoded event:
+# {"seq":<digits>,"received_at":"<27 characters>",
+_HEADER_BYTES = len(b'{"seq":,"received_at":"",') + 27 - 1
+
+
+def _digit_total(first: int, count: int) -> int:
+    """The number of decimal digits in first, first + 1, ..., first + count - 1."""
+    total = 0
+    number = first
+    end = first + count
+    while number < end:
+        width = len(str(number))
+        stop = min(end, 10**width)
+        total += (stop - number) * width
+        number = stop
+    return total
+
+
+class EventRun(NamedTuple):
+    """Consecutive events sharing one ``received_at``: seq ``first_seq`` onwards.
+
+    What the agent's write-ahead log holds and the batcher seals: the sealed
+    lines are made from it (:meth:`sealed_lines`) only when a segment is built.
+    """
+
+    first_seq: int
+    received_at: str
+    event_count: int
+    data: bytes
+
+    @property
+    def next_seq(self) -> int:
+        """The seq after this run's last event."""
+        return self.first_seq + self.event_count
+
+    def sealed_size(self) -> int:
+        """Bytes of this run's sealed lines, newlines included."""
+        return (
+            len(self.data)
+            + self.event_count * _HEADER_BYTES
+            + _digit_total(self.first_seq, self.event_count)
+        )
+
+    def sealed_lines(self) -> list[bytes]:
+        """The sealed lines (:func:`seal_line`) of this run, without newlines.
+
+        Raises:
+            ValueError: the run is malformed (see :func:`seal_lines`).
+        """
+        encoded = self.data.split(b"\n")
+        if encoded.pop() != b"" or len(encoded) != self.event_count:
+            raise ValueError("a run's data must hold `count` newline-terminated events")
+        return seal_lines(encoded, self.first_seq, self.received_at)
+
+    def split(self, count: int) -> tuple[EventRun, EventRun]:
+        """Split into the first ``count`` events and the rest.
+
+        Raises:
+            ValueError: ``count`` is not strictly between 0 and the run's count.
+        """
+        if not 0 < count < self.event_count:
+            raise ValueError(f"cannot split a run of {self.event_count} events at {count}")
+        cut = -1
+        for _ in range(count):
+            cut = self.data.index(b"\n", cut + 1)
+        head, tail = self.data[: cut + 1], self.data[cut + 1 :]
+        return (
+            EventRun(self.first_seq, self.received_at, count, head),
+            EventRun(self.first_seq + count, self.received_at, self.event_count - count, tail),
+        )
+
+    def line_sizes(self) -> list[int]:
+        """The size of each sealed line, its newline included."""
+        encoded = self.data.split(b"\n")[: self.event_count]
+        return [
+            len(line) + _HEADER_BYTES + len(str(self.first_seq + offset)) + 1
+            for offset, line in enumerate(encoded)
+        ]
+
+
 def seal_event(event: Mapping[str, Any], seq: int, received_at: str) -> bytes:
     """Return the sealed line for a validated event (no newline).
 
@@ -244,12 +383,49 @@ def encode_event_batch(body: bytes) -> list[bytes]:
     Raises:
         EventValidationError: naming the first bad line (see :func:`parse_event_batch`).
     """
+    if body.lstrip().startswith(b"["):
+        encoded = []
+        for number, event in parse_event_batch_numbered(body):
+            try:
+                encoded.append(encode_event(event))
+            except EventValidationError as e:
+                raise e.at_line(number) from e
+        return encoded
+    return _encode_ndjson(body)
+
+
+def encode_request_body(body: bytes) -> EncodedEvents:
+    """:func:`encode_event_batch`, joined for the agent's spool.
+
+    Raises:
+        EventValidationError: naming the first bad line.
+    """
+    return EncodedEvents.of(encode_event_batch(body))
+
+
+def _encode_ndjson(body: bytes) -> list[bytes]:
+    """:func:`encode_event_batch` for NDJSON, in one loop: this is the agent's hot path.
+
+    Raises:
+        EventValidationError: naming the first bad line.
+    """
+    body_may_hold_long_number = _may_hold_long_number(body)
+    dumps = orjson.dumps
+    sort_keys = orjson.OPT_SORT_KEYS
     encoded = []
-    for number, event in parse_event_batch_numbered(body):
+    for number, raw in enumerate(body.split(b"\n"), start=1):
+        if not raw or raw.isspace():
+            continue
+        long_number = body_may_hold_long_number and _may_hold_long_number(raw)
         try:
-            encoded.append(encode_event(event))
+            event = validate_event(_loads(raw, may_hold_long_number=long_number))
+            encoded.append(dumps(event, option=sort_keys))
         except EventValidationError as e:
             raise e.at_line(number) from e
+        except orjson.JSONEncodeError as e:
+            raise EventValidationError(f"cannot be encoded as JSON ({e})", line=number) from e
+    if not encoded:
+        raise EventValidationError("the body holds no event")
     return encoded
 
 
@@ -273,10 +449,10 @@ def parse_event_batch_numbered(body: bytes) -> list[tuple[int, dict[str, Any]]]:
             the body holds no event.
     """
     stripped = body.lstrip()
-    exact = _LONG_NUMBER.search(body) is not None
+    may_hold_long_number = _may_hold_long_number(body)
     if stripped.startswith(b"["):
         try:
-            items = _loads(body, exact=exact)
+            items = _loads(body, may_hold_long_number=may_hold_long_number)
         except EventValidationError as e:
             raise EventValidationError(f"not a JSON array ({e.reason})", line=1) from e
         if not isinstance(items, list):
@@ -293,7 +469,9 @@ def parse_event_batch_numbered(body: bytes) -> list[tuple[int, dict[str, Any]]]:
             if not raw.strip():
                 continue
             try:
-                events.append((number, validate_event(_loads(raw, exact=exact))))
+                events.append(
+                    (number, validate_event(_loads(raw, may_hold_long_number=may_hold_long_number)))
+                )
             except EventValidationError as e:
                 raise e.at_line(number) from e
     if not events:

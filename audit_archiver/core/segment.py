@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import zstandard
 
 from audit_archiver.core.encoding import canonical_json
-from audit_archiver.core.event import parse_line_header
+from audit_archiver.core.event import EventRun, parse_line_header
 from audit_archiver.core.layout import segment_key
 from audit_archiver.core.merkle import root_of_lines
 from audit_archiver.core.seal import GENESIS_HASH, Seal, seal_hash, signing_message
@@ -41,11 +41,15 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "OpenedSegment",
     "SealedSegment",
+    "SegmentBody",
     "assemble_segment",
     "build_segment",
     "compress_body",
     "decompress_body",
+    "finish_segment",
     "open_segment",
+    "prepare_body",
+    "prepare_runs_body",
 ]
 
 ZSTD_SEAL_MAGIC = 0x184D2A5A
@@ -187,6 +191,115 @@ def _line_bounds(line: bytes) -> tuple[int, str]:
     return header
 
 
+@dataclass(frozen=True)
+class SegmentBody:
+    """A segment's compressed body and what its seal will say about the lines.
+
+    The expensive, key-free half of sealing (header splice, Merkle root,
+    compression): the agent computes it in a worker process, then signs with
+    :func:`finish_segment`.
+    """
+
+    first_seq: int
+    event_count: int
+    first_received_at: str | None
+    last_received_at: str | None
+    merkle_root: str
+    body: bytes
+    compression: str
+
+
+def prepare_body(lines: Sequence[bytes], first_seq: int, compression: str) -> SegmentBody:
+    """Hash and compress sealed event lines (see :func:`~audit_archiver.core.event.seal_event`).
+
+    ``first_seq`` is the seq of the first line, or of the next event when
+    ``lines`` is empty (a heartbeat segment). The first and last lines' headers
+    must carry ``first_seq`` and ``first_seq + len(lines) - 1``; the writer
+    numbers the lines between.
+
+    Raises:
+        ValueError: lines out of seq order, or a newline inside a line.
+    """
+    raw = b"\n".join(lines) + b"\n" if lines else b""
+    if raw.count(b"\n") != len(lines):
+        raise ValueError("an event line must not contain a newline")
+    times: list[str] = []
+    for offset in sorted({0, len(lines) - 1}) if lines else ():
+        seq, received_at = _line_bounds(lines[offset])
+        if seq != first_seq + offset:
+            raise ValueError(f"line {offset} has seq {seq}, expected {first_seq + offset}")
+        times.append(received_at)
+    return SegmentBody(
+        first_seq=first_seq,
+        event_count=len(lines),
+        first_received_at=times[0] if times else None,
+        last_received_at=times[-1] if times else None,
+        merkle_root=root_of_lines(lines).hex(),
+        body=compress_body(raw, compression),
+        compression=compression,
+    )
+
+
+def prepare_runs_body(runs: Sequence[EventRun], first_seq: int, compression: str) -> SegmentBody:
+    """:func:`prepare_body` for consecutive runs of encoded events (the agent's batches).
+
+    Raises:
+        ValueError: the runs are not consecutive from ``first_seq``, or malformed.
+    """
+    lines: list[bytes] = []
+    expected = first_seq
+    for run in runs:
+        if run.first_seq != expected:
+            raise ValueError(f"run starts at seq {run.first_seq}, expected {expected}")
+        lines += run.sealed_lines()
+        expected = run.next_seq
+    return prepare_body(lines, first_seq, compression)
+
+
+def finish_segment(
+    prepared: SegmentBody,
+    *,
+    prefix: str,
+    stream: str,
+    segment_seq: int,
+    prev_seal_hash: str,
+    sealed_at: str,
+    signer: Signer,
+    retention_days: int | None = None,
+) -> SealedSegment:
+    """Write the seal for a prepared body, sign it and frame the segment.
+
+    ``prev_seal_hash`` is the previous segment's seal hash, or
+    :data:`~audit_archiver.core.seal.GENESIS_HASH` for segment 0.
+
+    Raises:
+        ValueError: a genesis link on a later segment (or the reverse), or bad key parts.
+    """
+    if (segment_seq == 0) != (prev_seal_hash == GENESIS_HASH):
+        raise ValueError("segment 0, and only segment 0, links to the genesis hash")
+    count = prepared.event_count
+    seal = Seal(
+        stream=stream,
+        segment_seq=segment_seq,
+        first_seq=prepared.first_seq,
+        last_seq=prepared.first_seq + count - 1 if count else None,
+        event_count=count,
+        first_received_at=prepared.first_received_at,
+        last_received_at=prepared.last_received_at,
+        merkle_root=prepared.merkle_root,
+        prev_seal_hash=prev_seal_hash,
+        body_hash=hashlib.sha256(prepared.body).hexdigest(),
+        body_size=len(prepared.body),
+        compression=prepared.compression,
+        object_key=segment_key(prefix, stream, segment_seq, prepared.compression),
+        key_id=signer.key_id,
+        signature_algorithm=signer.algorithm,
+        sealed_at=sealed_at,
+        retention_days=retention_days,
+    )
+    return assemble_segment(seal, prepared.body, signer)
+
+
 def build_segment(
     *,
     prefix: str,
@@ -200,54 +313,23 @@ def build_segment(
     compression: str = "zstd",
     retention_days: int | None = None,
 ) -> SealedSegment:
-    """Seal a run of sealed event lines (see :func:`~audit_archiver.core.event.seal_event`).
-
-    ``first_seq`` is the seq of the first line, or of the next event when
-    ``lines`` is empty (a heartbeat segment). ``prev_seal_hash`` is the previous
-    segment's seal hash, or :data:`~audit_archiver.core.seal.GENESIS_HASH` for
-    segment 0.
-
-    The first and last lines' headers must carry ``first_seq`` and
-    ``first_seq + len(lines) - 1``; the writer numbers the lines between.
+    """Seal a run of sealed event lines: :func:`prepare_body`, then :func:`finish_segment`.
 
     Raises:
-        ValueError: lines out of seq order, a genesis link on a later segment
-            (or the reverse), a newline inside a line, or bad key parts.
+        ValueError: as :func:`prepare_body` and :func:`finish_segment`.
     """
     if (segment_seq == 0) != (prev_seal_hash == GENESIS_HASH):
         raise ValueError("segment 0, and only segment 0, links to the genesis hash")
-    raw = b"\n".join(lines) + b"\n" if lines else b""
-    if raw.count(b"\n") != len(lines):
-        raise ValueError("an event line must not contain a newline")
-    times: list[str] = []
-    for offset in sorted({0, len(lines) - 1}) if lines else ():
-        seq, received_at = _line_bounds(lines[offset])
-        if seq != first_seq + offset:
-            raise ValueError(f"line {offset} has seq {seq}, expected {first_seq + offset}")
-        times.append(received_at)
-    if len(times) == 1:
-        times.append(times[0])
-    body = compress_body(raw, compression)
-    seal = Seal(
+    return finish_segment(
+        prepare_body(lines, first_seq, compression),
+        prefix=prefix,
         stream=stream,
         segment_seq=segment_seq,
-        first_seq=first_seq,
-        last_seq=first_seq + len(lines) - 1 if lines else None,
-        event_count=len(lines),
-        first_received_at=times[0] if times else None,
-        last_received_at=times[-1] if times else None,
-        merkle_root=root_of_lines(lines).hex(),
         prev_seal_hash=prev_seal_hash,
-        body_hash=hashlib.sha256(body).hexdigest(),
-        body_size=len(body),
-        compression=compression,
-        object_key=segment_key(prefix, stream, segment_seq, compression),
-        key_id=signer.key_id,
-        signature_algorithm=signer.algorithm,
         sealed_at=sealed_at,
+        signer=signer,
         retention_days=retention_days,
     )
-    return assemble_segment(seal, body, signer)
 
 
 def assemble_segment(seal: Seal, body: bytes, signer: Signer) -> SealedSegment:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from audit_archiver.agent.batcher import BatchLimits
 from audit_archiver.agent.pipeline import Agent
 from audit_archiver.agent.uploader import Backoff
 from audit_archiver.config import AgentSettings
-from audit_archiver.core.event import encode_event
+from audit_archiver.core.event import EncodedEvents, encode_event
+from audit_archiver.core.segment import decompress_body, open_segment
 from audit_archiver.core.signing import load_trusted_key
 from audit_archiver.errors import ConfigurationError, NotReadyError, StreamForkedError
 from audit_archiver.verify.verifier import Verifier, VerifyOptions
@@ -21,7 +23,11 @@ FAST = Backoff(base=0.01, cap=0.05)
 
 
 def make_agent(
-    spool: Path, store: MemoryStore, grace_period: float = 5.0, **batch: float | None
+    spool: Path,
+    store: MemoryStore,
+    grace_period: float = 5.0,
+    executor: Executor | None = None,
+    **batch: float | None,
 ) -> Agent:
     limits = BatchLimits(**{"max_events": 10, "max_age": 30.0, **batch})  # type: ignore[arg-type]
     settings = AgentSettings(
@@ -35,12 +41,13 @@ def make_agent(
         grace_period=grace_period,
     )
     signer = fixed_signer()
-    return Agent(settings, store, signer, load_trusted_key(signer.public_pem()), backoff=FAST)
+    own_key = load_trusted_key(signer.public_pem())
+    return Agent(settings, store, signer, own_key, backoff=FAST, executor=executor)
 
 
 def submit(agent: Agent, first: int, count: int) -> tuple[int, int]:
-    events = [encode_event(sample_event(i)) for i in range(first, first + count)]
-    accepted = agent.submit(events, 100).result()
+    events = EncodedEvents.of([encode_event(sample_event(i)) for i in range(first, first + count)])
+    accepted = agent.submit(events).result()
     return accepted.first_seq, accepted.last_seq
 
 
@@ -61,6 +68,22 @@ def test_round_trip_seals_on_size_and_at_shutdown(tmp_path: Path) -> None:
     assert verify(store) == ([], 3, 28)
     retention = [v.retain_until for vs in store.objects.values() for v in vs]
     assert all(r is not None for r in retention)
+
+
+def test_segments_keep_to_the_byte_limit_inside_a_request(tmp_path: Path) -> None:
+    store = MemoryStore()
+    with ThreadPoolExecutor(1) as workers:
+        agent = make_agent(tmp_path, store, executor=workers, max_events=1000, max_bytes=1500)
+        agent.start()
+        assert submit(agent, 0, 40) == (0, 39)
+        assert submit(agent, 40, 2) == (40, 41)
+        assert agent.shutdown() == 0
+    sizes = []
+    for versions in store.objects.values():
+        opened = open_segment(versions[0].data)
+        sizes.append(len(decompress_body(opened.body, opened.container)))
+    assert len(sizes) > 4 and max(sizes) <= 1500
+    assert verify(store) == ([], len(sizes), 42)
 
 
 def test_outage_loses_nothing_and_restart_uploads(tmp_path: Path) -> None:

@@ -1,20 +1,23 @@
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pytest
 
 from audit_archiver.agent.sealer import ChainHead, StreamSealer
-from audit_archiver.agent.spool import Spool, SpoolIdentity
-from audit_archiver.core.event import seal_event
+from audit_archiver.agent.spool import Spool, SpoolIdentity, _encode_record
+from audit_archiver.core.event import EncodedEvents, EventRun, encode_event
 from audit_archiver.errors import ConfigurationError, StorageError
 from tests.helpers import fixed_signer, sample_event, tick
 
 IDENTITY = SpoolIdentity("s1", "audit", fixed_signer().key_id)
 
 
-def _lines(first: int, count: int) -> list[bytes]:
-    return [seal_event(sample_event(i), i, tick(i)) for i in range(first, first + count)]
+def _run(first: int, count: int) -> EventRun:
+    """Events first..first+count-1 as one run, received at tick(first)."""
+    encoded = EncodedEvents.of([encode_event(sample_event(i)) for i in range(first, first + count)])
+    return EventRun(first, tick(first), encoded.event_count, encoded.data)
 
 
 def _open(root: Path) -> tuple[Spool, object]:
@@ -22,52 +25,95 @@ def _open(root: Path) -> tuple[Spool, object]:
     return spool, spool.open(IDENTITY)
 
 
-def test_fresh_spool_needs_a_head_and_recovers_appended_events(tmp_path: Path) -> None:
+def _seqs(runs: list[EventRun]) -> list[int]:
+    return [run.first_seq + i for run in runs for i in range(run.event_count)]
+
+
+def test_fresh_spool_needs_a_head_and_recovers_appended_runs(tmp_path: Path) -> None:
     spool, state = _open(tmp_path)
     assert state.sealing_head is None and state.pending == []
     spool.initialize_head(ChainHead())
-    spool.append(_lines(0, 30), 0)
-    spool.append(_lines(30, 5), 30)
+    spool.append([_run(0, 20), _run(20, 10)])
+    spool.append([_run(30, 5)])
     with pytest.raises(ValueError, match="continues at 35"):
-        spool.append(_lines(40, 1), 40)
+        spool.append([_run(40, 1)])
     spool.close()
     again, state = _open(tmp_path)
-    assert [e.seq for e in state.pending] == list(range(35))
-    assert state.pending[3].line == _lines(3, 1)[0]
+    assert state.pending == [_run(0, 20), _run(20, 10), _run(30, 5)]
     assert again.next_seq == 35
     assert len(list((tmp_path / "wal").glob("*.wal"))) > 1
     again.close()
 
 
-def test_torn_final_record_is_dropped_and_middle_corruption_refused(tmp_path: Path) -> None:
+def test_recovered_runs_seal_to_the_same_lines(tmp_path: Path) -> None:
     spool, _ = _open(tmp_path)
     spool.initialize_head(ChainHead())
-    spool.append(_lines(0, 3), 0)
+    spool.append([_run(0, 4)])
+    spool.close()
+    spool, state = _open(tmp_path)
+    spool.close()
+    (run,) = state.pending
+    assert run.sealed_lines()[2].startswith(b'{"seq":2,"received_at":"%s",' % tick(0).encode())
+    assert run.sealed_lines() == _run(0, 4).sealed_lines()
+
+
+@pytest.mark.parametrize("cut", [5, 40, -30, -1])
+def test_torn_final_record_is_dropped(tmp_path: Path, cut: int) -> None:
+    spool, _ = _open(tmp_path)
+    spool.initialize_head(ChainHead())
+    spool.append([_run(0, 3)])
+    wal = next((tmp_path / "wal").glob("*.wal"))
+    intact = wal.read_bytes()
+    spool.append([_run(3, 2)])
+    spool.close()
+    torn = wal.read_bytes()[: len(intact) + cut if cut > 0 else cut]
+    wal.write_bytes(torn)
+    spool, state = _open(tmp_path)
+    spool.close()
+    assert _seqs(state.pending) == [0, 1, 2]
+    assert wal.read_bytes() == intact
+
+
+def test_corruption_before_a_valid_record_is_refused(tmp_path: Path) -> None:
+    spool, _ = _open(tmp_path)
+    spool.initialize_head(ChainHead())
+    spool.append([_run(0, 3)])
+    spool.append([_run(3, 2)])
     spool.close()
     wal = next((tmp_path / "wal").glob("*.wal"))
     intact = wal.read_bytes()
-    wal.write_bytes(intact + b'0000abcd {"half')
-    spool, state = _open(tmp_path)
-    assert [e.seq for e in state.pending] == [0, 1, 2]
-    assert wal.read_bytes() == intact
-    spool.close()
-    wal.write_bytes(intact.replace(b'"seq":1', b'"seq":7'))
-    with pytest.raises(StorageError, match="corrupt"):
+    wal.write_bytes(intact.replace(b'"doc/1"', b'"doc/7"'))
+    with pytest.raises(StorageError, match="corrupt at byte 0"):
         Spool(tmp_path).open(IDENTITY)
+    wal.write_bytes(intact + b"".join(_encode_record(_run(9, 1))))
+    with pytest.raises(StorageError, match="seq 9 follows 4"):
+        Spool(tmp_path).open(IDENTITY)
+
+
+def test_a_wal_of_the_per_event_format_is_refused_not_truncated(tmp_path: Path) -> None:
+    spool, _ = _open(tmp_path)
+    spool.initialize_head(ChainHead())
+    spool.close()
+    line = _run(0, 1).sealed_lines()[0]
+    wal = tmp_path / "wal" / "000000000000.wal"
+    wal.write_bytes(b"%08x %s\n" % (zlib.crc32(line), line))
+    with pytest.raises(StorageError, match="earlier version"):
+        Spool(tmp_path).open(IDENTITY)
+    assert wal.read_bytes().endswith(line + b"\n")
 
 
 def test_sealing_trims_wal_and_upload_moves_the_head(tmp_path: Path) -> None:
     spool, _ = _open(tmp_path)
     spool.initialize_head(ChainHead())
-    spool.append(_lines(0, 40), 0)
+    spool.append([_run(0, 40)])
     sealer = StreamSealer(prefix="audit", stream="s1", signer=fixed_signer(), head=ChainHead())
-    first = spool.store_sealed(sealer.seal(_lines(0, 40)[:25], tick(100)))
+    first = spool.store_sealed(sealer.seal(_run(0, 40).sealed_lines()[:25], tick(100)))
     spool.close()
     spool, state = _open(tmp_path)
     assert [s.segment_seq for s in state.sealed] == [0]
-    assert [e.seq for e in state.pending] == list(range(25, 40))
-    assert state.sealing_head == ChainHead(1, first.seal_hash, 25, tick(24))
-    spool.store_sealed(sealer.seal(_lines(25, 15), tick(101)))
+    assert state.pending == [_run(0, 40).split(25)[1]]
+    assert state.sealing_head == ChainHead(1, first.seal_hash, 25, tick(0))
+    spool.store_sealed(sealer.seal(state.pending[0].sealed_lines(), tick(101)))
     assert list((tmp_path / "wal").glob("*.wal")) == []
     used = spool.used_bytes()
     spool.mark_uploaded(first)
@@ -75,7 +121,7 @@ def test_sealing_trims_wal_and_upload_moves_the_head(tmp_path: Path) -> None:
     spool.close()
     spool, state = _open(tmp_path)
     spool.close()
-    assert state.uploaded_head == ChainHead(1, first.seal_hash, 25, tick(24))
+    assert state.uploaded_head == ChainHead(1, first.seal_hash, 25, tick(0))
     assert [s.segment_seq for s in state.sealed] == [1]
     assert state.pending == []
 

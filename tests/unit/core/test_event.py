@@ -5,7 +5,11 @@ import json
 import pytest
 
 from audit_archiver.core.event import (
+    EncodedEvents,
+    EventRun,
+    encode_event,
     encode_event_batch,
+    encode_request_body,
     parse_event_line,
     parse_line_header,
     seal_event,
@@ -146,3 +150,66 @@ def test_fast_and_exact_parsers_agree() -> None:
         fast[0]
         == b'{"action":"b","actor":"a","d":{"x":[1,2]},"e":"\xc3\xa9\\n","f":0.1,"resource":"c"}'
     )
+
+
+def _run(first: int, count: int, width: int = 1) -> EventRun:
+    encoded = EncodedEvents.of(
+        [encode_event({**VALID, "n": i, "pad": "x" * (width * i)}) for i in range(count)]
+    )
+    return EventRun(first, "2026-11-23T10:00:00.000000Z", encoded.event_count, encoded.data)
+
+
+@pytest.mark.parametrize("first", [0, 7, 95, 999_999_990])
+def test_event_run_sealed_lines_and_sizes(first: int) -> None:
+    run = _run(first, 12)
+    lines = run.sealed_lines()
+    assert [parse_line_header(line) for line in lines] == [
+        (first + i, run.received_at) for i in range(12)
+    ]
+    assert lines == [
+        seal_event({**VALID, "n": i, "pad": "x" * i}, first + i, run.received_at) for i in range(12)
+    ]
+    assert run.sealed_size() == sum(len(line) + 1 for line in lines)
+    assert run.line_sizes() == [len(line) + 1 for line in lines]
+    assert run.next_seq == first + 12
+
+
+def test_event_run_split_keeps_every_line() -> None:
+    run = _run(5, 6)
+    head, tail = run.split(2)
+    assert (head.first_seq, head.event_count, tail.first_seq, tail.event_count) == (5, 2, 7, 4)
+    assert head.sealed_lines() + tail.sealed_lines() == run.sealed_lines()
+    for bad in (0, 6, 9):
+        with pytest.raises(ValueError, match="cannot split"):
+            run.split(bad)
+    with pytest.raises(ValueError, match="count"):
+        EventRun(0, run.received_at, 5, run.data).sealed_lines()
+
+
+def test_request_body_is_encoded_in_one_piece() -> None:
+    encoded = encode_request_body(b'{"actor":"a","action":"b","resource":"c"}\n\n')
+    assert encoded == EncodedEvents(1, b'{"action":"b","actor":"a","resource":"c"}\n')
+    assert EncodedEvents.of([]) == EncodedEvents(0, b"")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"actor":"a","action":"b","resource":"c","id":"1234567890123456789012"}',
+        b'{"actor":"a","action":"b","resource":"c","id":"x1234567890123456789012345"}',
+        b'{"actor":"a","action":"b","resource":"c","f":0.12345678901234567890123}',
+    ],
+)
+def test_long_digit_runs_outside_integers_stay_exact(line: bytes) -> None:
+    assert encode_event_batch(line) == [
+        json.dumps(json.loads(line), sort_keys=True, separators=(",", ":")).encode()
+    ]
+
+
+@pytest.mark.parametrize(
+    "number", [b"123456789012345678901234", b"-98765432109876543210", b" 99999999999999999999"]
+)
+def test_big_integers_are_found_wherever_they_sit(number: bytes) -> None:
+    body = b'{"actor":"a","action":"b","resource":"c","d":{"x":[1,%s]}}' % number
+    with pytest.raises(EventValidationError, match="cannot be encoded"):
+        encode_event_batch(body)

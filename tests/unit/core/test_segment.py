@@ -9,10 +9,17 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from audit_archiver.core.event import EncodedEvents, EventRun, encode_event
 from audit_archiver.core.seal import GENESIS_HASH, parse_seal, signing_message
-from audit_archiver.core.segment import build_segment, decompress_body, open_segment
+from audit_archiver.core.segment import (
+    build_segment,
+    decompress_body,
+    open_segment,
+    prepare_body,
+    prepare_runs_body,
+)
 from audit_archiver.errors import MalformedSegmentError
-from tests.helpers import build_stream, fixed_signer, trusted_keys
+from tests.helpers import build_stream, fixed_signer, sample_event, tick, trusted_keys
 
 
 @pytest.mark.parametrize("compression", ["zstd", "gzip"])
@@ -110,3 +117,20 @@ def test_decompress_refuses_trailing_and_truncated_bodies() -> None:
     for bad in (gz + b"x", gz[:-4]):
         with pytest.raises(MalformedSegmentError):
             decompress_body(bad, "gzip")
+
+
+def _run(first: int, count: int) -> EventRun:
+    encoded = EncodedEvents.of([encode_event(sample_event(i)) for i in range(first, first + count)])
+    return EventRun(first, tick(first), encoded.event_count, encoded.data)
+
+
+def test_runs_prepare_the_same_body_as_their_sealed_lines() -> None:
+    runs = [_run(4, 3), _run(7, 1), _run(8, 5)]
+    lines = [line for run in runs for line in run.sealed_lines()]
+    from_runs = prepare_runs_body(runs, 4, "zstd")
+    assert from_runs == prepare_body(lines, 4, "zstd")
+    assert (from_runs.event_count, from_runs.first_received_at) == (9, tick(4))
+    assert from_runs.last_received_at == tick(8)
+    assert prepare_runs_body([], 13, "gzip").event_count == 0
+    with pytest.raises(ValueError, match="run starts at seq 8, expected 7"):
+        prepare_runs_body([_run(4, 3), _run(8, 5)], 4, "zstd")
