@@ -20,6 +20,7 @@ from the fixed header without parsing the whole line.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -69,7 +70,19 @@ def _check_subject(name: str, value: object) -> None:
     raise EventValidationError("must be a string or an object with an 'id'", field=name)
 
 
+# Producers repeat their timestamps (to the second or millisecond) and client
+# addresses many times a second: the checks below are memoized, for strings no
+# longer than a valid value can be (so the cache stays small).
+_MAX_IP_ADDRESS = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")
+_MAX_RFC3339 = len("2026-11-23T10:00:00.123456789+00:00")
+
+
 def _is_ip_address(text: str) -> bool:
+    return len(text) <= _MAX_IP_ADDRESS and _is_short_ip_address(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_short_ip_address(text: str) -> bool:
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, text)
@@ -79,17 +92,26 @@ def _is_ip_address(text: str) -> bool:
     return False
 
 
+def _is_rfc3339(text: str) -> bool:
+    return len(text) <= _MAX_RFC3339 and _is_short_rfc3339(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_short_rfc3339(text: str) -> bool:
+    try:
+        parse_rfc3339(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_optional(event: Mapping[str, Any]) -> None:
     if "time" in event:
         when = event["time"]
         if not isinstance(when, str):
             raise EventValidationError("must be an RFC 3339 string", field="time")
-        try:
-            parse_rfc3339(when)
-        except ValueError as e:
-            raise EventValidationError(
-                "is not an RFC 3339 date-time with offset", field="time"
-            ) from e
+        if not _is_rfc3339(when):
+            raise EventValidationError("is not an RFC 3339 date-time with offset", field="time")
     if "outcome" in event and not isinstance(event["outcome"], str):
         raise EventValidationError("must be a string", field="outcome")
     if "source_ip" in event:

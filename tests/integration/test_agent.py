@@ -116,6 +116,7 @@ def test_round_trip_with_compliance_retention(
             client.delete_object(Bucket=bucket, Key=key, VersionId=head["VersionId"])
     leaked = [entry for entry in agent.logs if "user-" in json.dumps(entry)]
     assert leaked == [], "event contents leaked into the logs"
+    assert [e for e in agent.logs if e["level"] in ("warning", "error")] == []
 
 
 @pytest.mark.parametrize("point", ["before-ack", "after-seal", "after-put", "after-head"])
