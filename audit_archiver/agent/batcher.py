@@ -176,11 +176,13 @@ class Batcher:
         return batch
 
     def _put_back(self, batch: list[EventRun], error: StorageError, failures: int) -> None:
-        """Keep a batch that could not be sealed (signer unreachable) and retry later."""
+        """Keep the batches that could not be sealed (signer unreachable), every
+        one in flight included, and retry later."""
         delay = min(30.0, 0.2 * 2 ** min(failures, 8))
         log.warning("sealing failed; will retry", extra={"error": str(error), "retry_in_s": delay})
         with self._condition:
             now = self._monotonic()
+            self._in_flight_events = 0
             self._pending.extendleft((now, run) for run in reversed(batch))
             self._pending_events += sum(run.event_count for run in batch)
             self._pending_bytes += sum(run.sealed_size() for run in batch)
@@ -191,7 +193,7 @@ class Batcher:
         """Take batches when due and seal them in order, preparing up to
         ``_MAX_IN_FLIGHT`` bodies at once while the oldest is signed and stored."""
         failures = 0
-        in_flight: deque[tuple[list[EventRun], Future[SegmentBody]]] = deque()
+        in_flight: deque[tuple[list[EventRun], Future[SegmentBody] | None]] = deque()
         try:
             while True:
                 with self._condition:
@@ -216,7 +218,6 @@ class Batcher:
                     failures += 1
                     unsealed = batch + [run for waiting, _ in in_flight for run in waiting]
                     in_flight.clear()
-                    self._in_flight_events = 0
                     self._put_back(unsealed, e, failures)
                     if self._stopping:
                         log.warning("stopping with unsealed events; they stay in the spool")
@@ -225,29 +226,32 @@ class Batcher:
             log.exception("sealing failed; the agent stops")
             self.error = e
 
-    def _start_prepare(self, batch: list[EventRun], first_seq: int) -> Future[SegmentBody]:
-        """Prepare the body of ``batch`` on the executor (inline without one)."""
-        compression = self._sealer.compression
-        if self._executor is not None and batch:
-            try:
-                return self._executor.submit(prepare_runs_body, batch, first_seq, compression)
-            except BrokenProcessPool:
-                self._lose_executor()
-        done: Future[SegmentBody] = Future()
-        done.set_result(prepare_runs_body(batch, first_seq, compression))
-        return done
+    def _start_prepare(self, batch: list[EventRun], first_seq: int) -> Future[SegmentBody] | None:
+        """Start preparing the body of ``batch`` on the executor; None: prepare
+        it in :meth:`_seal` (no executor, or a heartbeat)."""
+        if self._executor is None or not batch:
+            return None
+        try:
+            return self._executor.submit(
+                prepare_runs_body, batch, first_seq, self._sealer.compression
+            )
+        except BrokenProcessPool:
+            self._lose_executor()
+            return None
 
     def _lose_executor(self) -> None:
         log.warning("worker processes are gone; sealing in the main process")
         self._executor = None
 
-    def _seal(self, batch: list[EventRun], prepared: Future[SegmentBody]) -> None:
-        first_seq = self._sealer.head.next_seq
-        try:
-            body = prepared.result()
-        except BrokenProcessPool:
-            self._lose_executor()
-            body = prepare_runs_body(batch, first_seq, self._sealer.compression)
+    def _seal(self, batch: list[EventRun], prepared: Future[SegmentBody] | None) -> None:
+        body = None
+        if prepared is not None:
+            try:
+                body = prepared.result()
+            except BrokenProcessPool:
+                self._lose_executor()
+        if body is None:
+            body = prepare_runs_body(batch, self._sealer.head.next_seq, self._sealer.compression)
         floor = max(self._last_sealed_at, batch[-1].received_at if batch else "")
         sealed_at = max(format_timestamp(self._clock()), floor)
         segment = self._sealer.seal_body(body, sealed_at)

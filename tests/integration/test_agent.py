@@ -119,6 +119,42 @@ def test_round_trip_with_compliance_retention(
     assert [e for e in agent.logs if e["level"] in ("warning", "error")] == []
 
 
+def _worker_pids(pid: int) -> list[int]:
+    """The agent's worker processes (not multiprocessing's resource tracker)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return [
+        child
+        for child in children
+        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+
+
+def test_a_killed_worker_process_does_not_stop_ingest(
+    tmp_path: Path, locked_bucket: tuple[str, str], agents: list[AgentProcess]
+) -> None:
+    endpoint, bucket = locked_bucket
+    agent = launch(
+        agents,
+        tmp_path,
+        endpoint,
+        bucket,
+        args=("--batch-max-events", "20", "--ingest-workers", "1"),
+    ).start()
+    agent.wait_ready()
+    assert agent.post(ndjson(0, 30))[0] == 200
+    assert agent.process is not None
+    (worker,) = _worker_pids(agent.process.pid)
+    os.kill(worker, signal.SIGKILL)
+    assert agent.post(ndjson(30, 30)) == (200, {"accepted": 30, "first_seq": 30, "last_seq": 59})
+    assert agent.post(ndjson(60, 5))[0] == 200
+    assert agent.terminate() == 0
+    warnings = [e["msg"] for e in agent.logs if e["level"] == "warning"]
+    assert "worker processes are gone; encoding in the main process" in warnings
+    assert seqs_in_bucket(endpoint, bucket, tmp_path / "copy") == list(range(65))
+
+
 @pytest.mark.parametrize("point", ["before-ack", "after-seal", "after-put", "after-head"])
 def test_sigkill_at_each_step_loses_nothing(
     point: str, tmp_path: Path, locked_bucket: tuple[str, str], agents: list[AgentProcess]

@@ -13,8 +13,13 @@ from audit_archiver.agent.uploader import Backoff
 from audit_archiver.config import AgentSettings
 from audit_archiver.core.event import EncodedEvents, encode_event
 from audit_archiver.core.segment import decompress_body, open_segment
-from audit_archiver.core.signing import load_trusted_key
-from audit_archiver.errors import ConfigurationError, NotReadyError, StreamForkedError
+from audit_archiver.core.signing import Signer, load_trusted_key
+from audit_archiver.errors import (
+    ConfigurationError,
+    NotReadyError,
+    StorageError,
+    StreamForkedError,
+)
 from audit_archiver.verify.verifier import Verifier, VerifyOptions
 from tests.helpers import fixed_signer, kinds, sample_event, trusted_keys, wait_for
 from tests.memory_store import MemoryStore
@@ -27,6 +32,7 @@ def make_agent(
     store: MemoryStore,
     grace_period: float = 5.0,
     executor: Executor | None = None,
+    signer: Signer | None = None,
     **batch: float | None,
 ) -> Agent:
     limits = BatchLimits(**{"max_events": 10, "max_age": 30.0, **batch})  # type: ignore[arg-type]
@@ -40,7 +46,7 @@ def make_agent(
         batch=limits,
         grace_period=grace_period,
     )
-    signer = fixed_signer()
+    signer = signer or fixed_signer()
     own_key = load_trusted_key(signer.public_pem())
     return Agent(settings, store, signer, own_key, backoff=FAST, executor=executor)
 
@@ -84,6 +90,40 @@ def test_segments_keep_to_the_byte_limit_inside_a_request(tmp_path: Path) -> Non
         sizes.append(len(decompress_body(opened.body, opened.container)))
     assert len(sizes) > 4 and max(sizes) <= 1500
     assert verify(store) == ([], len(sizes), 42)
+
+
+class FlakySigner:
+    """The test key, unreachable (as KMS can be) for its first ``failures`` signatures."""
+
+    def __init__(self, failures: int) -> None:
+        self._signer = fixed_signer()
+        self.key_id = self._signer.key_id
+        self.algorithm = self._signer.algorithm
+        self.failures = failures
+
+    def public_pem(self) -> bytes:
+        return self._signer.public_pem()
+
+    def sign(self, message: bytes) -> bytes:
+        if self.failures:
+            self.failures -= 1
+            raise StorageError("KMS Sign failed: endpoint unreachable")
+        return self._signer.sign(message)
+
+
+def test_sealing_retries_while_the_signer_is_down(tmp_path: Path) -> None:
+    store = MemoryStore()
+    signer = FlakySigner(failures=2)
+    with ThreadPoolExecutor(2) as workers:
+        agent = make_agent(tmp_path, store, executor=workers, signer=signer, max_events=5)
+        agent.start()
+        assert submit(agent, 0, 10) == (0, 9)
+        assert submit(agent, 10, 8) == (10, 17)
+        assert submit(agent, 18, 5) == (18, 22)
+        wait_for(lambda: store.puts == 4, what="every full batch sealed and stored")
+        assert signer.failures == 0
+        assert agent.shutdown() == 0
+    assert verify(store) == ([], 5, 23)
 
 
 def test_outage_loses_nothing_and_restart_uploads(tmp_path: Path) -> None:
