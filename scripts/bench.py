@@ -311,7 +311,8 @@ def _store_segments(s3: LocalS3, bucket: str, segments: int, per_segment: int) -
 
     from audit_archiver.agent.sealer import ChainHead, StreamSealer
     from audit_archiver.core.encoding import format_timestamp
-    from audit_archiver.core.event import encode_event_batch, seal_line
+    from audit_archiver.core.event import encode_event_batch
+    from audit_archiver.core.line import seal_line
     from audit_archiver.keys import generate_key_pair, load_signer
     from audit_archiver.storage.s3 import S3Store
 

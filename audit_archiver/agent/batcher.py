@@ -29,7 +29,7 @@ from audit_archiver.agent.metrics import AgentMetrics
 from audit_archiver.agent.sealer import StreamSealer
 from audit_archiver.agent.spool import SealedFile, Spool
 from audit_archiver.core.encoding import format_timestamp
-from audit_archiver.core.event import EventRun
+from audit_archiver.core.line import EventRun
 from audit_archiver.core.segment import SegmentBody, prepare_runs_body
 from audit_archiver.errors import StorageError
 

@@ -23,7 +23,7 @@ from audit_archiver.agent import failpoints
 from audit_archiver.agent.metrics import AgentMetrics
 from audit_archiver.agent.spool import Spool
 from audit_archiver.core.encoding import format_timestamp
-from audit_archiver.core.event import EncodedEvents, EventRun
+from audit_archiver.core.line import EncodedEvents, EventRun
 from audit_archiver.errors import SpoolFullError
 
 __all__ = ["Accepted", "Committer"]

@@ -27,7 +27,7 @@ from audit_archiver.agent.sealer import ChainHead, StreamSealer, recover_chain_h
 from audit_archiver.agent.spool import Spool, SpoolIdentity, SpoolState, describe
 from audit_archiver.agent.uploader import Backoff, LockedStore, Uploader
 from audit_archiver.config import AgentSettings
-from audit_archiver.core.event import EncodedEvents
+from audit_archiver.core.line import EncodedEvents
 from audit_archiver.core.signing import Signer, TrustedKey
 from audit_archiver.errors import (
     AuditArchiverError,

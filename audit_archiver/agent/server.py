@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import web
 
 from audit_archiver.agent.pipeline import Agent
-from audit_archiver.core.event import EncodedEvents, encode_request_body
+from audit_archiver.core.event import encode_request_body
+from audit_archiver.core.line import EncodedEvents
 from audit_archiver.errors import EventValidationError, NotReadyError, SpoolFullError
 
 __all__ = ["build_app"]

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from audit_archiver.agent.pipeline import Agent
-from audit_archiver.core.event import EncodedEvents, encode_event, parse_event_line
+from audit_archiver.core.event import encode_event, parse_event_line
+from audit_archiver.core.line import EncodedEvents
 from audit_archiver.errors import EventValidationError, NotReadyError, SpoolFullError
 
 __all__ = ["StdinSource", "TailSource"]

@@ -14,7 +14,7 @@ Invariants:
 
 - An event is acknowledged only after its WAL record is fsync'd.
 - WAL records hold gap-free runs of seq numbers in order, continuing ``head.json``.
-  A record is a run (:class:`~audit_archiver.core.event.EventRun`): first seq,
+  A record is a run (:class:`~audit_archiver.core.line.EventRun`): first seq,
   count, ``received_at`` and the encoded events; the sealed lines' header is
   added when sealing, so the hot path writes one record per request.
 - A sealed segment is written to a temporary file, fsync'd and renamed into
@@ -41,7 +41,7 @@ from typing import Any, BinaryIO
 
 from audit_archiver.agent import failpoints
 from audit_archiver.agent.sealer import ChainHead
-from audit_archiver.core.event import EventRun
+from audit_archiver.core.line import EventRun
 from audit_archiver.core.seal import Seal, parse_seal
 from audit_archiver.core.segment import SealedSegment, open_segment
 from audit_archiver.errors import ConfigurationError, MalformedSegmentError, StorageError

@@ -1,4 +1,4 @@
-"""The audit event model: validation of what producers send, and the sealed line.
+"""The audit event model: validation, parsing and canonical encoding of what producers send.
 
 An event is a JSON object. Required: ``actor``, ``action`` and ``resource``,
 each a non-empty string or an object with a non-empty string ``id``. Optional
@@ -6,16 +6,9 @@ fields with a checked shape: ``time`` (RFC 3339, the producer's claim),
 ``outcome`` (string), ``source_ip`` (an IPv4 or IPv6 address) and ``details``
 (object). Any other field is kept as sent.
 
-When sealed, the archiver adds two fields of its own: ``seq`` (per stream,
-gap-free, from 0) and ``received_at`` (archiver clock, see
-:mod:`audit_archiver.core.encoding`). Producers may not send these two names.
-The sealed line puts them first, then the producer's event in canonical form::
-
-    {"seq":<seq>,"received_at":"<timestamp>",<canonical event without its "{">
-
-so the expensive part (parsing, validating, encoding the producer's event) is
-done before a ``seq`` is known, and anyone can read ``seq`` and ``received_at``
-from the fixed header without parsing the whole line.
+When sealed, the archiver adds two fields of its own, ``seq`` and
+``received_at`` (see :mod:`audit_archiver.core.line`); producers may not send
+these two names.
 """
 
 from __future__ import annotations
@@ -23,31 +16,26 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 import socket
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
-from audit_archiver.core.encoding import canonical_json, is_archiver_timestamp, parse_rfc3339
+from audit_archiver.core.encoding import canonical_json, parse_rfc3339
+from audit_archiver.core.line import EncodedEvents, seal_line
 from audit_archiver.errors import EventValidationError
 
 __all__ = [
     "REQUIRED_FIELDS",
     "RESERVED_FIELDS",
-    "EncodedEvents",
-    "EventRun",
     "encode_event",
     "encode_event_batch",
     "encode_request_body",
     "parse_event_batch",
     "parse_event_batch_numbered",
     "parse_event_line",
-    "parse_line_header",
     "seal_event",
-    "seal_line",
-    "seal_lines",
     "validate_event",
 ]
 
@@ -241,136 +229,6 @@ def encode_event(event: Mapping[str, Any]) -> bytes:
         raise EventValidationError(f"cannot be encoded as JSON ({e})") from e
 
 
-def seal_line(encoded_event: bytes, seq: int, received_at: str) -> bytes:
-    """Return the sealed line: the archiver header, then the encoded event.
-
-    Raises:
-        ValueError: ``seq`` is negative, ``received_at`` is not an archiver
-            timestamp, or ``encoded_event`` is not an encoded object.
-    """
-    if seq < 0:
-        raise ValueError("seq must be >= 0")
-    if not is_archiver_timestamp(received_at):
-        raise ValueError(f"received_at is not an archiver timestamp: {received_at!r}")
-    if not encoded_event.startswith(b"{") or encoded_event == b"{}":
-        raise ValueError("encoded event must be a non-empty JSON object")
-    return b'{"seq":%d,"received_at":"%s",%s' % (seq, received_at.encode(), encoded_event[1:])
-
-
-def seal_lines(encoded_events: list[bytes], first_seq: int, received_at: str) -> list[bytes]:
-    """Seal a run of encoded events with consecutive seq numbers and one ``received_at``.
-
-    Raises:
-        ValueError: as :func:`seal_line`.
-    """
-    if not encoded_events:
-        return []
-    seal_line(encoded_events[0], first_seq, received_at)
-    stamp = received_at.encode()
-    sealed = []
-    for offset, encoded in enumerate(encoded_events):
-        if encoded[:1] != b"{" or len(encoded) < 3:
-            raise ValueError("encoded event must be a non-empty JSON object")
-        sealed.append(b'{"seq":%d,"received_at":"%s",%s' % (first_seq + offset, stamp, encoded[1:]))
-    return sealed
-
-
-class EncodedEvents(NamedTuple):
-    """Validated events in canonical form, each followed by a newline; no seq yet.
-
-    The agent moves a request's events as this one bytes object from the
-    ingest worker to the spool and the sealer, instead of one object per event.
-    """
-
-    event_count: int
-    data: bytes
-
-    @classmethod
-    def of(cls, encoded: Sequence[bytes]) -> EncodedEvents:
-        """Join events encoded by :func:`encode_event`."""
-        return cls(len(encoded), b"\n".join(encoded) + b"\n" if encoded else b"")
-
-
-# The sealed line's header, less the "{" it takes from the encoded event:
-# {"seq":<digits>,"received_at":"<27 characters>",
-_HEADER_BYTES = len(b'{"seq":,"received_at":"",') + 27 - 1
-
-
-def _digit_total(first: int, count: int) -> int:
-    """The number of decimal digits in first, first + 1, ..., first + count - 1."""
-    total = 0
-    number = first
-    end = first + count
-    while number < end:
-        width = len(str(number))
-        stop = min(end, 10**width)
-        total += (stop - number) * width
-        number = stop
-    return total
-
-
-class EventRun(NamedTuple):
-    """Consecutive events sharing one ``received_at``: seq ``first_seq`` onwards.
-
-    What the agent's write-ahead log holds and the batcher seals: the sealed
-    lines are made from it (:meth:`sealed_lines`) only when a segment is built.
-    """
-
-    first_seq: int
-    received_at: str
-    event_count: int
-    data: bytes
-
-    @property
-    def next_seq(self) -> int:
-        """The seq after this run's last event."""
-        return self.first_seq + self.event_count
-
-    def sealed_size(self) -> int:
-        """Bytes of this run's sealed lines, newlines included."""
-        return (
-            len(self.data)
-            + self.event_count * _HEADER_BYTES
-            + _digit_total(self.first_seq, self.event_count)
-        )
-
-    def sealed_lines(self) -> list[bytes]:
-        """The sealed lines (:func:`seal_line`) of this run, without newlines.
-
-        Raises:
-            ValueError: the run is malformed (see :func:`seal_lines`).
-        """
-        encoded = self.data.split(b"\n")
-        if encoded.pop() != b"" or len(encoded) != self.event_count:
-            raise ValueError("a run's data must hold `count` newline-terminated events")
-        return seal_lines(encoded, self.first_seq, self.received_at)
-
-    def split(self, count: int) -> tuple[EventRun, EventRun]:
-        """Split into the first ``count`` events and the rest.
-
-        Raises:
-            ValueError: ``count`` is not strictly between 0 and the run's count.
-        """
-        if not 0 < count < self.event_count:
-            raise ValueError(f"cannot split a run of {self.event_count} events at {count}")
-        cut = -1
-        for _ in range(count):
-            cut = self.data.index(b"\n", cut + 1)
-        head, tail = self.data[: cut + 1], self.data[cut + 1 :]
-        return (
-            EventRun(self.first_seq, self.received_at, count, head),
-            EventRun(self.first_seq + count, self.received_at, self.event_count - count, tail),
-        )
-
-    def line_sizes(self) -> list[int]:
-        """The size of each sealed line, its newline included."""
-        encoded = self.data.split(b"\n")[: self.event_count]
-        return [
-            len(line) + _HEADER_BYTES + len(str(self.first_seq + offset)) + 1
-            for offset, line in enumerate(encoded)
-        ]
-
-
 def seal_event(event: Mapping[str, Any], seq: int, received_at: str) -> bytes:
     """Return the sealed line for a validated event (no newline).
 
@@ -379,24 +237,6 @@ def seal_event(event: Mapping[str, Any], seq: int, received_at: str) -> bytes:
         EventValidationError: the event cannot be encoded.
     """
     return seal_line(encode_event(event), seq, received_at)
-
-
-_HEADER = re.compile(
-    rb'\A\{"seq":(0|[1-9][0-9]{0,18}),"received_at":"'
-    rb'([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z)",'
-)
-
-
-def parse_line_header(line: bytes) -> tuple[int, str] | None:
-    """Read ``seq`` and ``received_at`` from a sealed line's fixed header.
-
-    Returns None when the line does not start with the header or does not end
-    with ``}``.
-    """
-    match = _HEADER.match(line)
-    if match is None or not line.endswith(b"}"):
-        return None
-    return int(match.group(1)), match.group(2).decode()
 
 
 def encode_event_batch(body: bytes) -> list[bytes]:

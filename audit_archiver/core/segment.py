@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import zstandard
 
 from audit_archiver.core.encoding import canonical_json
-from audit_archiver.core.event import EventRun, parse_line_header
 from audit_archiver.core.layout import segment_key
+from audit_archiver.core.line import EventRun, parse_line_header
 from audit_archiver.core.merkle import root_of_lines
 from audit_archiver.core.seal import GENESIS_HASH, Seal, seal_hash, signing_message
 from audit_archiver.core.signing import Signer

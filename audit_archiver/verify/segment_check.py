@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from audit_archiver.core.event import parse_line_header
+from audit_archiver.core.line import parse_line_header
 from audit_archiver.core.merkle import root_from_leaf_hashes
 from audit_archiver.core.seal import Seal, parse_seal, signing_message
 from audit_archiver.core.segment import DEFAULT_MAX_BODY_BYTES, decompress_body, open_segment

@@ -7,7 +7,8 @@ import pytest
 
 from audit_archiver.agent.sealer import ChainHead, StreamSealer
 from audit_archiver.agent.spool import Spool, SpoolIdentity, _encode_record
-from audit_archiver.core.event import EncodedEvents, EventRun, encode_event
+from audit_archiver.core.event import encode_event
+from audit_archiver.core.line import EncodedEvents, EventRun
 from audit_archiver.errors import ConfigurationError, StorageError
 from tests.helpers import fixed_signer, sample_event, tick
 

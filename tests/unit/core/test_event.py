@@ -5,16 +5,13 @@ import json
 import pytest
 
 from audit_archiver.core.event import (
-    EncodedEvents,
-    EventRun,
-    encode_event,
     encode_event_batch,
     encode_request_body,
     parse_event_line,
-    parse_line_header,
     seal_event,
     validate_event,
 )
+from audit_archiver.core.line import EncodedEvents, parse_line_header
 from audit_archiver.errors import EventValidationError
 
 VALID = {"actor": "alice", "action": "read", "resource": "doc/1"}
@@ -150,40 +147,6 @@ def test_fast_and_exact_parsers_agree() -> None:
         fast[0]
         == b'{"action":"b","actor":"a","d":{"x":[1,2]},"e":"\xc3\xa9\\n","f":0.1,"resource":"c"}'
     )
-
-
-def _run(first: int, count: int, width: int = 1) -> EventRun:
-    encoded = EncodedEvents.of(
-        [encode_event({**VALID, "n": i, "pad": "x" * (width * i)}) for i in range(count)]
-    )
-    return EventRun(first, "2026-11-23T10:00:00.000000Z", encoded.event_count, encoded.data)
-
-
-@pytest.mark.parametrize("first", [0, 7, 95, 999_999_990])
-def test_event_run_sealed_lines_and_sizes(first: int) -> None:
-    run = _run(first, 12)
-    lines = run.sealed_lines()
-    assert [parse_line_header(line) for line in lines] == [
-        (first + i, run.received_at) for i in range(12)
-    ]
-    assert lines == [
-        seal_event({**VALID, "n": i, "pad": "x" * i}, first + i, run.received_at) for i in range(12)
-    ]
-    assert run.sealed_size() == sum(len(line) + 1 for line in lines)
-    assert run.line_sizes() == [len(line) + 1 for line in lines]
-    assert run.next_seq == first + 12
-
-
-def test_event_run_split_keeps_every_line() -> None:
-    run = _run(5, 6)
-    head, tail = run.split(2)
-    assert (head.first_seq, head.event_count, tail.first_seq, tail.event_count) == (5, 2, 7, 4)
-    assert head.sealed_lines() + tail.sealed_lines() == run.sealed_lines()
-    for bad in (0, 6, 9):
-        with pytest.raises(ValueError, match="cannot split"):
-            run.split(bad)
-    with pytest.raises(ValueError, match="count"):
-        EventRun(0, run.received_at, 5, run.data).sealed_lines()
 
 
 def test_request_body_is_encoded_in_one_piece() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from audit_archiver.core.event import EncodedEvents, EventRun, encode_event
+from audit_archiver.core.event import encode_event
+from audit_archiver.core.line import EncodedEvents, EventRun
 from audit_archiver.core.seal import GENESIS_HASH, parse_seal, signing_message
 from audit_archiver.core.segment import (
     build_segment,
