@@ -21,7 +21,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -231,26 +230,12 @@ class Batcher:
         it in :meth:`_seal` (no executor, or a heartbeat)."""
         if self._executor is None or not batch:
             return None
-        try:
-            return self._executor.submit(
-                prepare_runs_body, batch, first_seq, self._sealer.compression
-            )
-        except BrokenProcessPool:
-            self._lose_executor()
-            return None
-
-    def _lose_executor(self) -> None:
-        log.warning("worker processes are gone; sealing in the main process")
-        self._executor = None
+        return self._executor.submit(prepare_runs_body, batch, first_seq, self._sealer.compression)
 
     def _seal(self, batch: list[EventRun], prepared: Future[SegmentBody] | None) -> None:
-        body = None
         if prepared is not None:
-            try:
-                body = prepared.result()
-            except BrokenProcessPool:
-                self._lose_executor()
-        if body is None:
+            body = prepared.result()
+        else:
             body = prepare_runs_body(batch, self._sealer.head.next_seq, self._sealer.compression)
         floor = max(self._last_sealed_at, batch[-1].received_at if batch else "")
         sealed_at = max(format_timestamp(self._clock()), floor)

@@ -48,11 +48,7 @@ def _utc_now() -> datetime:
 
 
 class Agent:
-    """One running agent for one stream.
-
-    ``executor`` (worker processes), when given, prepares segment bodies off
-    the main process.
-    """
+    """One running agent for one stream."""
 
     def __init__(
         self,
@@ -63,10 +59,9 @@ class Agent:
         *,
         clock: Callable[[], datetime] = _utc_now,
         backoff: Backoff | None = None,
-        executor: Executor | None = None,
     ) -> None:
         self.settings = settings
-        self._executor = executor
+        self._workers: Executor | None = None
         self.metrics = AgentMetrics()
         self._store = store
         self._signer = signer
@@ -86,8 +81,11 @@ class Agent:
 
     # -- start ----------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, workers: Executor | None = None) -> None:
         """Open the spool, check the bucket and start the pipeline threads.
+
+        ``workers`` (worker processes), when given, prepare segment bodies off
+        the main process.
 
         Raises:
             ConfigurationError: the bucket lacks Object Lock or does not exist,
@@ -95,6 +93,7 @@ class Agent:
             StorageError: the spool cannot be used.
         """
         settings = self.settings
+        self._workers = workers
         state = self._spool.open(
             SpoolIdentity(settings.stream, settings.prefix, self._signer.key_id)
         )
@@ -198,7 +197,7 @@ class Agent:
             clock=self._clock,
             on_sealed=self._uploader.enqueue,
             metrics=self.metrics,
-            executor=self._executor,
+            executor=self._workers,
         )
         self._committer = Committer(
             self._spool,

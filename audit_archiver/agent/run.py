@@ -46,10 +46,8 @@ def read_token(settings: AgentSettings) -> bytes:
     return token
 
 
-def build_agent(settings: AgentSettings, workers: Executor | None = None) -> Agent:
+def build_agent(settings: AgentSettings) -> Agent:
     """Load the key and connect the store; return an agent that has not started.
-
-    ``workers`` takes the key-free half of sealing off the main process.
 
     Raises:
         ConfigurationError: bad key or settings.
@@ -65,7 +63,7 @@ def build_agent(settings: AgentSettings, workers: Executor | None = None) -> Age
     store = S3Store.connect(
         settings.bucket, region=settings.region, endpoint_url=settings.endpoint_url
     )
-    return Agent(settings, store, signer, own_key, executor=workers)
+    return Agent(settings, store, signer, own_key)
 
 
 async def _serve(
@@ -100,12 +98,11 @@ def run_agent(settings: AgentSettings) -> int:
         StorageError: the spool cannot be used.
     """
     token = read_token(settings)
-    settings.validate()
+    agent = build_agent(settings)
     pool = start_worker_pool(settings.ingest_workers)
     sources: list[StdinSource | TailSource] = []
     try:
-        agent = build_agent(settings, pool)
-        agent.start()
+        agent.start(pool)
         if settings.stdin:
             sources.append(StdinSource(agent))
         if settings.tail is not None:

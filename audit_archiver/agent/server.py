@@ -14,15 +14,12 @@ import asyncio
 import hmac
 import logging
 from concurrent.futures import Executor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from audit_archiver.agent.pipeline import Agent
 from audit_archiver.core.event import encode_request_body
-from audit_archiver.core.line import EncodedEvents
 from audit_archiver.errors import EventValidationError, NotReadyError, SpoolFullError
 
 __all__ = ["build_app"]
@@ -33,27 +30,7 @@ _AGENT: web.AppKey[Agent] = web.AppKey("agent", Agent)
 _TOKEN: web.AppKey[bytes] = web.AppKey("token", bytes)
 _LIMIT: web.AppKey[int] = web.AppKey("limit", int)
 
-
-@dataclass
-class _Encoder:
-    """Where request bodies are encoded: worker processes, or (None, or once
-    they are gone: a worker killed by the OOM killer breaks the whole pool) the
-    event loop's thread pool."""
-
-    executor: Executor | None
-
-    async def encode(self, body: bytes) -> EncodedEvents:
-        loop = asyncio.get_running_loop()
-        if self.executor is not None:
-            try:
-                return await loop.run_in_executor(self.executor, encode_request_body, body)
-            except BrokenProcessPool:
-                log.warning("worker processes are gone; encoding in the main process")
-                self.executor = None
-        return await loop.run_in_executor(None, encode_request_body, body)
-
-
-_ENCODER: web.AppKey[_Encoder] = web.AppKey("encoder", _Encoder)
+_ENCODER: web.AppKey[Executor | None] = web.AppKey("encoder")
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -99,8 +76,9 @@ async def _handle_ingest(request: web.Request, agent: Agent) -> web.Response:  #
     reason = agent.readiness()
     if reason is not None and reason != "spool is full":
         return _error(503, f"not ready: {reason}")
+    loop = asyncio.get_running_loop()
     try:
-        events = await request.app[_ENCODER].encode(body)
+        events = await loop.run_in_executor(request.app[_ENCODER], encode_request_body, body)
     except EventValidationError as e:
         agent.metrics.events_rejected.labels("invalid").inc()
         return _error(400, str(e), line=e.line, field=e.field, reason=e.reason)
@@ -155,7 +133,7 @@ def build_app(
     app[_AGENT] = agent
     app[_TOKEN] = token
     app[_LIMIT] = max_body_bytes
-    app[_ENCODER] = _Encoder(encoder)
+    app[_ENCODER] = encoder
     app.router.add_post("/v1/events", _ingest)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

@@ -8,13 +8,28 @@ tasks need (the pure core), not the HTTP server or the S3 client.
 from __future__ import annotations
 
 import ctypes
+import logging
 import signal
-from concurrent.futures import ProcessPoolExecutor, wait
+import threading
+from collections.abc import Callable
+from concurrent.futures import (
+    Executor,
+    Future,
+    InvalidStateError,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["start_worker_pool"]
+__all__ = ["WorkerPool", "start_worker_pool"]
 
+log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 def _die_with_parent() -> None:
@@ -27,7 +42,74 @@ def _die_with_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def start_worker_pool(workers: int) -> ProcessPoolExecutor | None:
+def _copy_outcome(source: Future[Any], target: Future[Any]) -> None:
+    if source.cancelled():
+        target.cancel()
+        return
+    error = source.exception()
+    try:
+        if error is not None:
+            target.set_exception(error)
+        else:
+            target.set_result(source.result())
+    except InvalidStateError:
+        pass  # the caller cancelled it meanwhile
+
+
+class WorkerPool(Executor):
+    """Worker processes that, once gone, hand their work to threads of this process.
+
+    A worker killed by the OOM killer breaks a process pool for good; every
+    task after it (and those in flight) would fail. Here they run in this
+    process instead, more slowly, and the agent carries on.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._processes = ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent
+        )
+        self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
+        self._broken = threading.Event()
+
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
+        """Run ``fn`` in a worker process, or in a thread once the processes are gone."""
+        if not self._broken.is_set():
+            try:
+                in_process = self._processes.submit(fn, *args, **kwargs)
+            except BrokenProcessPool:
+                self._give_up()
+            else:
+                outcome: Future[_T] = Future()
+                in_process.add_done_callback(
+                    lambda done: self._relay(done, outcome, lambda: fn(*args, **kwargs))
+                )
+                return outcome
+        return self._threads.submit(fn, *args, **kwargs)
+
+    def _relay(self, done: Future[_T], outcome: Future[_T], task: Callable[[], _T]) -> None:
+        if not done.cancelled() and isinstance(done.exception(), BrokenProcessPool):
+            self._give_up()
+            try:
+                done = self._threads.submit(task)
+            except RuntimeError as e:  # shut down meanwhile
+                outcome.set_exception(e)
+                return
+            done.add_done_callback(lambda again: _copy_outcome(again, outcome))
+            return
+        _copy_outcome(done, outcome)
+
+    def _give_up(self) -> None:
+        if not self._broken.is_set():
+            self._broken.set()
+            log.warning("worker processes are gone; encoding and sealing in the main process")
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the processes and the threads."""
+        self._processes.shutdown(wait, cancel_futures=cancel_futures)
+        self._threads.shutdown(wait, cancel_futures=cancel_futures)
+
+
+def start_worker_pool(workers: int) -> WorkerPool | None:
     """Start ``workers`` processes (None for none) and wait until each has started.
 
     All are started now, not on demand under load: a worker starting up in
@@ -35,8 +117,6 @@ def start_worker_pool(workers: int) -> ProcessPoolExecutor | None:
     """
     if workers <= 0:
         return None
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent
-    )
+    pool = WorkerPool(workers)
     wait([pool.submit(int) for _ in range(workers)])
     return pool

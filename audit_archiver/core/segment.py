@@ -318,8 +318,6 @@ def build_segment(
     Raises:
         ValueError: as :func:`prepare_body` and :func:`finish_segment`.
     """
-    if (segment_seq == 0) != (prev_seal_hash == GENESIS_HASH):
-        raise ValueError("segment 0, and only segment 0, links to the genesis hash")
     return finish_segment(
         prepare_body(lines, first_seq, compression),
         prefix=prefix,

@@ -151,7 +151,7 @@ def test_a_killed_worker_process_does_not_stop_ingest(
     assert agent.post(ndjson(60, 5))[0] == 200
     assert agent.terminate() == 0
     warnings = [e["msg"] for e in agent.logs if e["level"] == "warning"]
-    assert "worker processes are gone; encoding in the main process" in warnings
+    assert "worker processes are gone; encoding and sealing in the main process" in warnings
     assert seqs_in_bucket(endpoint, bucket, tmp_path / "copy") == list(range(65))
 
 

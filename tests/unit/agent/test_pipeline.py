@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,6 @@ def make_agent(
     spool: Path,
     store: MemoryStore,
     grace_period: float = 5.0,
-    executor: Executor | None = None,
     signer: Signer | None = None,
     **batch: float | None,
 ) -> Agent:
@@ -49,7 +48,7 @@ def make_agent(
     )
     signer = signer or fixed_signer()
     own_key = load_trusted_key(signer.public_pem())
-    return Agent(settings, store, signer, own_key, backoff=FAST, executor=executor)
+    return Agent(settings, store, signer, own_key, backoff=FAST)
 
 
 def submit(agent: Agent, first: int, count: int) -> tuple[int, int]:
@@ -80,8 +79,8 @@ def test_round_trip_seals_on_size_and_at_shutdown(tmp_path: Path) -> None:
 def test_segments_keep_to_the_byte_limit_inside_a_request(tmp_path: Path) -> None:
     store = MemoryStore()
     with ThreadPoolExecutor(1) as workers:
-        agent = make_agent(tmp_path, store, executor=workers, max_events=1000, max_bytes=1500)
-        agent.start()
+        agent = make_agent(tmp_path, store, max_events=1000, max_bytes=1500)
+        agent.start(workers)
         assert submit(agent, 0, 40) == (0, 39)
         assert submit(agent, 40, 2) == (40, 41)
         assert agent.shutdown() == 0
@@ -116,8 +115,8 @@ def test_sealing_retries_while_the_signer_is_down(tmp_path: Path) -> None:
     store = MemoryStore()
     signer = FlakySigner(failures=2)
     with ThreadPoolExecutor(2) as workers:
-        agent = make_agent(tmp_path, store, executor=workers, signer=signer, max_events=5)
-        agent.start()
+        agent = make_agent(tmp_path, store, signer=signer, max_events=5)
+        agent.start(workers)
         assert submit(agent, 0, 10) == (0, 9)
         assert submit(agent, 10, 8) == (10, 17)
         assert submit(agent, 18, 5) == (18, 22)
