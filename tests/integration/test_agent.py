@@ -326,6 +326,9 @@ def test_backpressure_503_then_recovery(
             assert headers["Retry-After"] == "5"
             assert "spool is full" in answer["error"]
             break
+        # Sealing compresses the batch and frees spool bytes; wait for it so that
+        # the spool is full at rest, not only until the batcher catches up.
+        wait_for(lambda: segments_sealed(agent) == len(statuses), what="the batch to be sealed")
     assert statuses[-1] == 503 and set(statuses[:-1]) == {200}
     assert agent.get("/readyz")[0] == 503
     proxy.up()
@@ -335,6 +338,16 @@ def test_backpressure_503_then_recovery(
     proxy.down()
     accepted = 500 * (len(statuses) - 1) + 3
     assert seqs_in_bucket(endpoint, bucket, tmp_path / "copy") == list(range(accepted))
+
+
+def segments_sealed(agent: AgentProcess) -> int:
+    """The agent's ``audit_archiver_segments_sealed_total`` metric."""
+    status, metrics = agent.get("/metrics")
+    assert status == 200
+    for line in metrics.decode().splitlines():
+        if line.startswith("audit_archiver_segments_sealed_total "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no audit_archiver_segments_sealed_total metric")
 
 
 def test_fresh_spool_continues_an_existing_stream(
