@@ -1,7 +1,8 @@
 """The archive-bucket Terraform module's settings, read from its HCL.
 
-The module in ``terraform/modules/archive-bucket`` is the source of truth. This helper
-parses it with python-hcl2 so that tests can (a) assert its security properties
+The module in ``terraform/modules/archive-bucket`` is the source of truth; every bucket it
+creates comes from its internal ``modules/locked-bucket``. This helper parses both with
+python-hcl2 so that tests can (a) assert its security properties
 structurally, without providers, and (b) give a boto3 S3 bucket (moto in tests) the same
 settings the module declares, through :func:`apply_module_settings`. Every value applied
 here is read from the HCL, so the helper and the module cannot drift apart: change the
@@ -32,6 +33,7 @@ import hcl2
 __all__ = [
     "EXAMPLE_DIR",
     "FAKE_KMS_KEY_ARN",
+    "LOCKED_BUCKET_DIR",
     "MODULE_DIR",
     "TERRAFORM_DIR",
     "ArchiveBucketSettings",
@@ -45,6 +47,7 @@ __all__ = [
 
 TERRAFORM_DIR = Path(__file__).resolve().parents[2] / "terraform"
 MODULE_DIR = TERRAFORM_DIR / "modules" / "archive-bucket"
+LOCKED_BUCKET_DIR = MODULE_DIR / "modules" / "locked-bucket"
 EXAMPLE_DIR = TERRAFORM_DIR / "examples" / "complete"
 
 # moto stores whatever key id it is given; a real deployment uses the module's SSE key.
@@ -139,9 +142,9 @@ def load_config(directory: Path = MODULE_DIR) -> TerraformConfig:
 
 
 @functools.cache
-def _module_config() -> TerraformConfig:
-    # Parsing takes about half a second; the module does not change during a test run.
-    return load_config(MODULE_DIR)
+def _cached_config(directory: Path) -> TerraformConfig:
+    # Parsing takes about half a second; the modules do not change during a test run.
+    return load_config(directory)
 
 
 def _add_labelled(into: dict[str, Block], entry: Block, path: Path) -> None:
@@ -174,31 +177,34 @@ class ArchiveBucketSettings:
     tls_deny_statement: Block
 
 
-def module_settings(config: TerraformConfig | None = None) -> ArchiveBucketSettings:
-    """Read the archive bucket's settings from the module's HCL."""
-    config = config or _module_config()
+def module_settings() -> ArchiveBucketSettings:
+    """Read the archive bucket's settings from the modules' HCL.
+
+    The hardening is the locked-bucket module's; the default retention is the
+    archive-bucket module's ``retention_days`` default, which it passes down.
+    """
+    config = _cached_config(LOCKED_BUCKET_DIR)
     res = config.resources
-    lock = res["aws_s3_bucket_object_lock_configuration.archive"]["rule"][0]["default_retention"][0]
-    sse = res["aws_s3_bucket_server_side_encryption_configuration.archive"]["rule"][0]
-    pab = res["aws_s3_bucket_public_access_block.archive"]
+    lock = res["aws_s3_bucket_object_lock_configuration.this"]["rule"][0]["default_retention"][0]
+    sse = res["aws_s3_bucket_server_side_encryption_configuration.this"]["rule"][0]
+    pab = res["aws_s3_bucket_public_access_block.this"]
     flags = {
         _camel(name): value
         for name, value in pab.items()
         if name.startswith(("block_", "ignore_", "restrict_"))
     }
-    (tls,) = [
-        s for s in config.statements("archive_bucket") if s.get("sid") == "DenyInsecureTransport"
-    ]
+    (tls,) = [s for s in config.statements("this") if s.get("sid") == "DenyInsecureTransport"]
+    archive_bucket = _cached_config(MODULE_DIR)
     return ArchiveBucketSettings(
-        default_retention_days=int(config.variables["retention_days"]["default"]),
+        default_retention_days=int(archive_bucket.variables["retention_days"]["default"]),
         lock_mode=lock["mode"],
-        versioning_status=res["aws_s3_bucket_versioning.archive"]["versioning_configuration"][0][
+        versioning_status=res["aws_s3_bucket_versioning.this"]["versioning_configuration"][0][
             "status"
         ],
         sse_algorithm=sse["apply_server_side_encryption_by_default"][0]["sse_algorithm"],
         bucket_key_enabled=sse["bucket_key_enabled"],
         public_access_block=flags,
-        object_ownership=res["aws_s3_bucket_ownership_controls.archive"]["rule"][0][
+        object_ownership=res["aws_s3_bucket_ownership_controls.this"]["rule"][0][
             "object_ownership"
         ],
         tls_deny_statement=tls,
@@ -216,7 +222,7 @@ _INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
 def render_statement(statement: Block, references: dict[str, str]) -> dict[str, Any]:
     """Turn one ``aws_iam_policy_document`` statement into IAM policy JSON.
 
-    ``references`` maps expressions (``aws_s3_bucket.archive.arn``) to their values.
+    ``references`` maps expressions (``aws_s3_bucket.this.arn``) to their values.
     Only static statements are supported; an expression without a value raises
     ``ValueError`` instead of being copied into the policy.
     """
@@ -259,7 +265,7 @@ def render_statement(statement: Block, references: dict[str, str]) -> dict[str, 
 def tls_only_bucket_policy(bucket: str, settings: ArchiveBucketSettings | None = None) -> str:
     """Return the module's TLS-only statement as a bucket policy for ``bucket``."""
     settings = settings or module_settings()
-    references = {"aws_s3_bucket.archive.arn": f"arn:aws:s3:::{bucket}"}
+    references = {"aws_s3_bucket.this.arn": f"arn:aws:s3:::{bucket}"}
     statement = render_statement(settings.tls_deny_statement, references)
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 

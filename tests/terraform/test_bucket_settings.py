@@ -87,5 +87,5 @@ def test_settings_come_from_the_hcl() -> None:
 
 def test_render_statement_refuses_unknown_references() -> None:
     statement = module_settings().tls_deny_statement
-    with pytest.raises(ValueError, match=r"aws_s3_bucket\.archive\.arn"):
+    with pytest.raises(ValueError, match=r"aws_s3_bucket\.this\.arn"):
         render_statement(statement, {})

@@ -67,8 +67,10 @@ def test_checks_really_ran(checkov_results: dict[str, Any]) -> None:
     summary = checkov_results["summary"]
     assert summary["passed"] >= MIN_PASSED, summary
     resources = {c["resource"] for c in checkov_results["results"]["passed_checks"]}
-    # Resources of the module, seen through the example's module call.
-    assert "module.archive.aws_s3_bucket.archive" in resources
+    # Resources of the module, seen through the example's module call, and of both
+    # locked-bucket calls inside it.
+    assert "module.archive.module.archive_bucket.aws_s3_bucket.this" in resources
+    assert "module.archive.module.replica_bucket.aws_s3_bucket.this" in resources
     assert "module.archive.aws_kms_key.signing" in resources
 
 

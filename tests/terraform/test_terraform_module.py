@@ -1,7 +1,9 @@
 """Structural checks of the archive-bucket module, from its HCL (no providers needed).
 
 Each test states a property a security reviewer expects of the deployed buckets, keys and
-policies, and finds it in the parsed configuration.
+policies, and finds it in the parsed configuration. Every bucket comes from the internal
+locked-bucket module (``bucket_config``), which archive-bucket (``module_config``) calls
+once for the archive and once, through ``aws.replica``, for the replica.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ import pytest
 from audit_archiver._cli.agent import agent as agent_command
 from tests.terraform.bucket_settings import TerraformConfig
 
-# Buckets whose objects are audit segments, and the KMS key each is encrypted with.
-ARCHIVE_BUCKETS = {"archive": "sse", "replica": "replica_sse"}
-LOG_BUCKETS = ("access_logs", "replica_access_logs")
-BUCKET_POLICY_DOCUMENTS = {
-    "archive": "archive_bucket",
-    "replica": "replica_bucket",
-    "access_logs": "access_logs",
-    "replica_access_logs": "replica_access_logs",
+# The archive-bucket module's calls of the locked-bucket module: the Object Lock bucket
+# each creates, and the access-log bucket next to it.
+BUCKET_MODULES = {
+    "archive_bucket": ("${var.bucket_name}", "${var.bucket_name}-access-logs"),
+    "replica_bucket": ("${var.bucket_name}-replica", "${var.bucket_name}-replica-logs"),
 }
+LOCKED_BUCKET_SOURCE = "./modules/locked-bucket"
+# In the locked-bucket module: the Object Lock bucket, and the access-log bucket.
+LOCKED, LOG = "this", "access_logs"
+BUCKET_POLICY_DOCUMENTS = {LOCKED: "this", LOG: "access_logs"}
 
 # Condition keys the module may use, each listed in the AWS Service Authorization
 # Reference (S3 and KMS keys) or among the IAM global condition keys (aws:*). A key not
@@ -82,8 +85,58 @@ def all_buckets(config: TerraformConfig) -> set[str]:
     return set(config.resources_of_type("aws_s3_bucket"))
 
 
-def test_bucket_inventory(module_config: TerraformConfig) -> None:
-    assert all_buckets(module_config) == set(ARCHIVE_BUCKETS) | set(LOG_BUCKETS)
+def bucket_modules(config: TerraformConfig) -> dict[str, dict[str, Any]]:
+    """The module calls of the locked-bucket module, by name."""
+    return {
+        name: body
+        for name, body in config.modules.items()
+        if body["source"] == LOCKED_BUCKET_SOURCE
+    }
+
+
+def test_bucket_inventory(module_config: TerraformConfig, bucket_config: TerraformConfig) -> None:
+    # archive-bucket creates no bucket itself: each comes from a locked-bucket call, and
+    # each call creates one Object Lock bucket and its access-log bucket.
+    assert all_buckets(module_config) == set()
+    assert all_buckets(bucket_config) == {LOCKED, LOG}
+    calls = bucket_modules(module_config)
+    assert set(calls) == set(BUCKET_MODULES)
+    for name, (bucket, log_bucket) in BUCKET_MODULES.items():
+        assert calls[name]["bucket_name"] == bucket
+        assert calls[name]["access_log_bucket_name"] == log_bucket
+
+
+def test_bucket_modules_get_the_same_hardening(module_config: TerraformConfig) -> None:
+    # The replica differs from the archive only in its names, its provider and in taking
+    # writes from replication alone; everything else is passed through unchanged.
+    calls = bucket_modules(module_config)
+    shared = {
+        "retention_days",
+        "break_glass_principal_arn",
+        "kms_deletion_window_days",
+        "access_log_retention_days",
+        "transition_days",
+        "transition_storage_class",
+        "noncurrent_version_expiration_days",
+        "tags",
+    }
+    for call in calls.values():
+        for name in shared:
+            assert call[name] == ref(f"var.{name}"), name
+        assert call["object_prefix"] == ref("local.object_prefix")
+    assert "replication_target" not in calls["archive_bucket"]
+    assert calls["replica_bucket"]["replication_target"] is True
+
+
+def test_bucket_module_calls_match_its_variables(
+    module_config: TerraformConfig, bucket_config: TerraformConfig
+) -> None:
+    meta = {"source", "count", "providers", "depends_on", "for_each"}
+    required = {n for n, v in bucket_config.variables.items() if "default" not in v}
+    for name, call in bucket_modules(module_config).items():
+        given = set(call) - meta
+        assert given <= set(bucket_config.variables), name
+        assert required <= given, name
 
 
 @pytest.mark.parametrize(
@@ -98,96 +151,89 @@ def test_bucket_inventory(module_config: TerraformConfig) -> None:
     ],
 )
 def test_every_bucket_has_its_own_setting(
-    module_config: TerraformConfig, resource_type: str
+    bucket_config: TerraformConfig, resource_type: str
 ) -> None:
-    settings = module_config.resources_of_type(resource_type)
-    assert set(settings) == all_buckets(module_config)
+    settings = bucket_config.resources_of_type(resource_type)
+    assert set(settings) == all_buckets(bucket_config)
     for name, body in settings.items():
-        index = "[0]" if "count" in body else ""
-        assert body["bucket"] == ref(f"aws_s3_bucket.{name}{index}.id")
+        assert "count" not in body
+        assert body["bucket"] == ref(f"aws_s3_bucket.{name}.id")
 
 
-def test_every_bucket_is_versioned(module_config: TerraformConfig) -> None:
-    for body in module_config.resources_of_type("aws_s3_bucket_versioning").values():
+def test_every_bucket_is_versioned(bucket_config: TerraformConfig) -> None:
+    for body in bucket_config.resources_of_type("aws_s3_bucket_versioning").values():
         assert one_block(body, "versioning_configuration")["status"] == "Enabled"
 
 
-def test_every_bucket_blocks_all_public_access(module_config: TerraformConfig) -> None:
+def test_every_bucket_blocks_all_public_access(bucket_config: TerraformConfig) -> None:
     flags = (
         "block_public_acls",
         "block_public_policy",
         "ignore_public_acls",
         "restrict_public_buckets",
     )
-    for body in module_config.resources_of_type("aws_s3_bucket_public_access_block").values():
+    for body in bucket_config.resources_of_type("aws_s3_bucket_public_access_block").values():
         assert {flag: body.get(flag) for flag in flags} == dict.fromkeys(flags, True)
 
 
-def test_every_bucket_disables_acls(module_config: TerraformConfig) -> None:
-    for body in module_config.resources_of_type("aws_s3_bucket_ownership_controls").values():
+def test_every_bucket_disables_acls(bucket_config: TerraformConfig) -> None:
+    for body in bucket_config.resources_of_type("aws_s3_bucket_ownership_controls").values():
         assert one_block(body, "rule")["object_ownership"] == "BucketOwnerEnforced"
 
 
-@pytest.mark.parametrize("bucket", sorted(ARCHIVE_BUCKETS))
-def test_archive_buckets_are_locked_in_compliance_mode(
-    module_config: TerraformConfig, bucket: str
-) -> None:
-    assert module_config.resources[f"aws_s3_bucket.{bucket}"]["object_lock_enabled"] is True
-    lock = module_config.resources[f"aws_s3_bucket_object_lock_configuration.{bucket}"]
+def test_archive_buckets_are_locked_in_compliance_mode(bucket_config: TerraformConfig) -> None:
+    assert bucket_config.resources[f"aws_s3_bucket.{LOCKED}"]["object_lock_enabled"] is True
+    lock = bucket_config.resources[f"aws_s3_bucket_object_lock_configuration.{LOCKED}"]
     retention = one_block(one_block(lock, "rule"), "default_retention")
     assert retention == {"mode": "COMPLIANCE", "days": ref("var.retention_days")}
 
 
-def test_log_buckets_have_no_object_lock(module_config: TerraformConfig) -> None:
+def test_log_buckets_have_no_object_lock(bucket_config: TerraformConfig) -> None:
     # S3 does not deliver access logs to a bucket with a default retention period.
-    for bucket in LOG_BUCKETS:
-        assert "object_lock_enabled" not in module_config.resources[f"aws_s3_bucket.{bucket}"]
-    locked = set(module_config.resources_of_type("aws_s3_bucket_object_lock_configuration"))
-    assert locked == set(ARCHIVE_BUCKETS)
+    assert "object_lock_enabled" not in bucket_config.resources[f"aws_s3_bucket.{LOG}"]
+    locked = set(bucket_config.resources_of_type("aws_s3_bucket_object_lock_configuration"))
+    assert locked == {LOCKED}
 
 
-@pytest.mark.parametrize(("bucket", "key"), sorted(ARCHIVE_BUCKETS.items()))
-def test_archive_buckets_use_sse_kms_with_bucket_key(
-    module_config: TerraformConfig, bucket: str, key: str
-) -> None:
-    sse = module_config.resources[f"aws_s3_bucket_server_side_encryption_configuration.{bucket}"]
+def test_archive_buckets_use_sse_kms_with_bucket_key(bucket_config: TerraformConfig) -> None:
+    sse = bucket_config.resources[f"aws_s3_bucket_server_side_encryption_configuration.{LOCKED}"]
     rule = one_block(sse, "rule")
-    index = "[0]" if bucket == "replica" else ""
     assert one_block(rule, "apply_server_side_encryption_by_default") == {
         "sse_algorithm": "aws:kms",
-        "kms_master_key_id": ref(f"aws_kms_key.{key}{index}.arn"),
+        "kms_master_key_id": ref("aws_kms_key.sse.arn"),
     }
     assert rule["bucket_key_enabled"] is True
-    kms_key = module_config.resources[f"aws_kms_key.{key}"]
+    kms_key = bucket_config.resources["aws_kms_key.sse"]
     assert kms_key["enable_key_rotation"] is True
     assert "key_usage" not in kms_key  # symmetric ENCRYPT_DECRYPT, the default
+    assert kms_key["policy"] == ref("data.aws_iam_policy_document.sse_key.json")
+    (delegation,) = bucket_config.statements("sse_key")
+    assert delegation["principals"] == [{"type": "AWS", "identifiers": [ref("local.root_arn")]}]
 
 
-def test_log_buckets_are_encrypted(module_config: TerraformConfig) -> None:
-    for bucket in LOG_BUCKETS:
-        sse = module_config.resources[
-            f"aws_s3_bucket_server_side_encryption_configuration.{bucket}"
-        ]
-        default = one_block(one_block(sse, "rule"), "apply_server_side_encryption_by_default")
-        assert default == {"sse_algorithm": "AES256"}
+def test_log_buckets_are_encrypted(bucket_config: TerraformConfig) -> None:
+    sse = bucket_config.resources[f"aws_s3_bucket_server_side_encryption_configuration.{LOG}"]
+    default = one_block(one_block(sse, "rule"), "apply_server_side_encryption_by_default")
+    assert default == {"sse_algorithm": "AES256"}
 
 
-def test_archive_buckets_log_to_a_separate_bucket(module_config: TerraformConfig) -> None:
-    logging = module_config.resources_of_type("aws_s3_bucket_logging")
-    assert logging["archive"]["target_bucket"] == ref("aws_s3_bucket.access_logs.id")
-    assert logging["replica"]["target_bucket"] == ref("aws_s3_bucket.replica_access_logs[0].id")
-    assert set(logging) == set(ARCHIVE_BUCKETS)
+def test_archive_buckets_log_to_a_separate_bucket(bucket_config: TerraformConfig) -> None:
+    logging = bucket_config.resources_of_type("aws_s3_bucket_logging")
+    assert logging[LOCKED]["target_bucket"] == ref(f"aws_s3_bucket.{LOG}.id")
+    assert set(logging) == {LOCKED}
+    assert bucket_config.resources[f"aws_s3_bucket.{LOG}"]["bucket"] == ref(
+        "var.access_log_bucket_name"
+    )
 
 
 @pytest.mark.parametrize(("bucket", "document"), sorted(BUCKET_POLICY_DOCUMENTS.items()))
 def test_bucket_policies_deny_requests_without_tls(
-    module_config: TerraformConfig, bucket: str, document: str
+    bucket_config: TerraformConfig, bucket: str, document: str
 ) -> None:
-    policy = module_config.resources[f"aws_s3_bucket_policy.{bucket}"]
-    index = "[0]" if "count" in policy else ""
-    assert policy["policy"] == ref(f"data.aws_iam_policy_document.{document}{index}.json")
-    tls = statement(module_config, document, "DenyInsecureTransport")
-    arn = ref(f"aws_s3_bucket.{bucket}{index}.arn")
+    policy = bucket_config.resources[f"aws_s3_bucket_policy.{bucket}"]
+    assert policy["policy"] == ref(f"data.aws_iam_policy_document.{document}.json")
+    tls = statement(bucket_config, document, "DenyInsecureTransport")
+    arn = ref(f"aws_s3_bucket.{bucket}.arn")
     assert tls["effect"] == "Deny"
     assert tls["actions"] == ["s3:*"]
     assert tls["principals"] == [{"type": "*", "identifiers": ["*"]}]
@@ -195,12 +241,28 @@ def test_bucket_policies_deny_requests_without_tls(
     assert conditions(tls) == {("Bool", "aws:SecureTransport", ("false",))}
 
 
-@pytest.mark.parametrize("document", ["archive_bucket", "replica_bucket"])
-def test_only_break_glass_may_delete_or_weaken(
-    module_config: TerraformConfig, document: str
-) -> None:
-    deletion = statement(module_config, document, "DenyObjectDeletion")
-    protection = statement(module_config, document, "DenyProtectionChanges")
+@pytest.mark.parametrize("sid", ["DenyObjectDeletion", "DenyProtectionChanges", "DenyDirectWrites"])
+def test_only_break_glass_is_exempt(bucket_config: TerraformConfig, sid: str) -> None:
+    stmt = statement(bucket_config, "this", sid)
+    assert stmt["effect"] == "Deny"
+    assert stmt["principals"] == [{"type": "*", "identifiers": ["*"]}]
+    # No static condition: the Deny applies to everyone ...
+    assert "condition" not in stmt
+    # ... except the break-glass principal, when one is configured.
+    (exemption,) = dynamic_conditions(stmt)
+    assert exemption["for_each"] == ref("local.break_glass")
+    assert exemption["content"] == [
+        {
+            "test": "ArnNotEquals",
+            "variable": "aws:PrincipalArn",
+            "values": [ref("condition.value")],
+        }
+    ]
+
+
+def test_only_break_glass_may_delete_or_weaken(bucket_config: TerraformConfig) -> None:
+    deletion = statement(bucket_config, "this", "DenyObjectDeletion")
+    protection = statement(bucket_config, "this", "DenyProtectionChanges")
     assert {"s3:DeleteObject", "s3:DeleteObjectVersion"} <= set(deletion["actions"])
     assert {
         "s3:BypassGovernanceRetention",
@@ -209,31 +271,17 @@ def test_only_break_glass_may_delete_or_weaken(
         "s3:PutBucketPolicy",
         "s3:PutBucketVersioning",
     } <= set(protection["actions"])
-    for stmt in (deletion, protection):
-        assert stmt["effect"] == "Deny"
-        assert stmt["principals"] == [{"type": "*", "identifiers": ["*"]}]
-        # No static condition: the Deny applies to everyone ...
-        assert "condition" not in stmt
-        # ... except the break-glass principal, when one is configured.
-        (exemption,) = dynamic_conditions(stmt)
-        assert exemption["for_each"] == ref("local.break_glass")
-        assert exemption["content"] == [
-            {
-                "test": "ArnNotEquals",
-                "variable": "aws:PrincipalArn",
-                "values": [ref("condition.value")],
-            }
-        ]
 
 
-def test_break_glass_local_is_empty_without_a_principal(module_config: TerraformConfig) -> None:
-    assert module_config.locals["break_glass"] == ref(
+def test_break_glass_local_is_empty_without_a_principal(bucket_config: TerraformConfig) -> None:
+    assert bucket_config.locals["break_glass"] == ref(
         "var.break_glass_principal_arn == null ? [] : [var.break_glass_principal_arn]"
     )
+    assert bucket_config.variables["break_glass_principal_arn"]["default"] is None
 
 
-def test_archive_policy_requires_conditional_writes(module_config: TerraformConfig) -> None:
-    stmt = statement(module_config, "archive_bucket", "DenyUnconditionalWrites")
+def test_archive_policy_requires_conditional_writes(bucket_config: TerraformConfig) -> None:
+    stmt = statement(bucket_config, "this", "DenyUnconditionalWrites")
     assert stmt["effect"] == "Deny"
     assert stmt["actions"] == ["s3:PutObject"]
     assert conditions(stmt) == {
@@ -242,13 +290,13 @@ def test_archive_policy_requires_conditional_writes(module_config: TerraformConf
     }
 
 
-def test_archive_policy_keeps_compliance_mode_and_retention(module_config: TerraformConfig) -> None:
-    mode = statement(module_config, "archive_bucket", "DenyNonComplianceLockMode")
+def test_archive_policy_keeps_compliance_mode_and_retention(bucket_config: TerraformConfig) -> None:
+    mode = statement(bucket_config, "this", "DenyNonComplianceLockMode")
     assert conditions(mode) == {
         ("Null", "s3:object-lock-mode", ("false",)),
         ("StringNotEquals", "s3:object-lock-mode", ("COMPLIANCE",)),
     }
-    short = statement(module_config, "archive_bucket", "DenyShortRetention")
+    short = statement(bucket_config, "this", "DenyShortRetention")
     assert conditions(short) == {
         (
             "NumericLessThan",
@@ -261,20 +309,43 @@ def test_archive_policy_keeps_compliance_mode_and_retention(module_config: Terra
         assert set(stmt["actions"]) == {"s3:PutObject", "s3:PutObjectRetention"}
 
 
-def test_replica_refuses_direct_writes(module_config: TerraformConfig) -> None:
-    stmt = statement(module_config, "replica_bucket", "DenyDirectWrites")
+def test_archive_policy_keeps_the_bucket_kms_key(bucket_config: TerraformConfig) -> None:
+    other_key = statement(bucket_config, "this", "DenyOtherKmsKey")
+    assert conditions(other_key) == {
+        ("Null", "s3:x-amz-server-side-encryption-aws-kms-key-id", ("false",)),
+        (
+            "StringNotEquals",
+            "s3:x-amz-server-side-encryption-aws-kms-key-id",
+            (ref("aws_kms_key.sse.arn"),),
+        ),
+    }
+
+
+def test_replica_refuses_direct_writes(bucket_config: TerraformConfig) -> None:
+    stmt = statement(bucket_config, "this", "DenyDirectWrites")
     assert stmt["effect"] == "Deny"
     assert "s3:PutObject" in stmt["actions"]
+    # Only in a replication target (the replica_bucket call sets it; see above).
+    (direct_writes,) = [
+        d["statement"]
+        for d in bucket_config.policy_document("this")["dynamic"]
+        if d["statement"]["content"] == [stmt]
+    ]
+    assert direct_writes["for_each"] == ref("var.replication_target ? [true] : []")
+    assert bucket_config.variables["replication_target"]["default"] is False
 
 
-def test_condition_keys_exist(module_config: TerraformConfig) -> None:
+def test_condition_keys_exist(
+    module_config: TerraformConfig, bucket_config: TerraformConfig
+) -> None:
     used = set()
-    for address in module_config.data:
-        if address.startswith("aws_iam_policy_document."):
-            for stmt in module_config.statements(address.split(".", 1)[1]):
-                used |= {c["variable"] for c in stmt.get("condition", [])}
-                for dynamic in dynamic_conditions(stmt):
-                    used |= {c["variable"] for c in dynamic["content"]}
+    for config in (module_config, bucket_config):
+        for address in config.data:
+            if address.startswith("aws_iam_policy_document."):
+                for stmt in config.statements(address.split(".", 1)[1]):
+                    used |= {c["variable"] for c in stmt.get("condition", [])}
+                    for dynamic in dynamic_conditions(stmt):
+                        used |= {c["variable"] for c in dynamic["content"]}
     assert used
     assert used <= KNOWN_CONDITION_KEYS
 
@@ -306,7 +377,7 @@ def test_writer_policy_allows_only_what_the_agent_needs(module_config: Terraform
     assert sign["resources"] == [ref("aws_kms_key.signing.arn")]
     assert conditions(sign) == {("StringEquals", "kms:SigningAlgorithm", ("ECDSA_SHA_256",))}
     sse = statement(module_config, "writer", "UseBucketEncryptionKey")
-    assert sse["resources"] == [ref("aws_kms_key.sse.arn")]
+    assert sse["resources"] == [ref("module.archive_bucket.sse_kms_key_arn")]
 
 
 def test_writer_policy_explicitly_denies_destruction(module_config: TerraformConfig) -> None:
@@ -319,7 +390,7 @@ def test_writer_policy_explicitly_denies_destruction(module_config: TerraformCon
         "s3:PutBucketVersioning",
         "s3:PutBucketPolicy",
     } <= set(deny["actions"])
-    arn = ref("aws_s3_bucket.archive.arn")
+    arn = ref("module.archive_bucket.bucket_arn")
     assert sorted(deny["resources"]) == sorted([arn, f"{arn}/*"])
 
 
@@ -378,11 +449,8 @@ def test_signing_key_policy_keeps_signing_to_writers(module_config: TerraformCon
     assert signers == {"WriterSign"}
 
 
-@pytest.mark.parametrize("bucket", sorted(ARCHIVE_BUCKETS))
-def test_lifecycle_never_expires_locked_versions(
-    module_config: TerraformConfig, bucket: str
-) -> None:
-    lifecycle = module_config.resources[f"aws_s3_bucket_lifecycle_configuration.{bucket}"]
+def test_lifecycle_never_expires_locked_versions(bucket_config: TerraformConfig) -> None:
+    lifecycle = bucket_config.resources[f"aws_s3_bucket_lifecycle_configuration.{LOCKED}"]
     # The static rule checkov cannot see (see the CKV_AWS_300 skip): bucket-wide abort.
     (abort,) = lifecycle["rule"]
     assert abort["status"] == "Enabled"
@@ -422,33 +490,45 @@ def test_replication(module_config: TerraformConfig) -> None:
     assert one_block(criteria, "sse_kms_encrypted_objects") == {"status": "Enabled"}
     assert one_block(criteria, "replica_modifications") == {"status": "Enabled"}
     destination = one_block(rule, "destination")
-    assert destination["bucket"] == ref("aws_s3_bucket.replica[0].arn")
+    assert destination["bucket"] == ref("module.replica_bucket[0].bucket_arn")
     assert one_block(destination, "encryption_configuration") == {
-        "replica_kms_key_id": ref("aws_kms_key.replica_sse[0].arn")
+        "replica_kms_key_id": ref("module.replica_bucket[0].sse_kms_key_arn")
     }
 
 
-def test_replica_resources_use_the_replica_provider(module_config: TerraformConfig) -> None:
-    regional = [
-        address
-        for address, body in module_config.resources.items()
-        if address.split(".", 1)[1].startswith("replica") and not address.startswith("aws_iam_")
-    ]
-    assert len(regional) >= 16
-    for address in regional:
-        body = module_config.resources[address]
-        assert body["provider"] == ref("aws.replica"), address
-        assert body["count"] == ref("local.replica_count"), address
+def test_replica_resources_use_the_replica_provider(
+    module_config: TerraformConfig, bucket_config: TerraformConfig
+) -> None:
+    calls = bucket_modules(module_config)
+    replica = calls["replica_bucket"]
+    assert replica["providers"] == {"aws": ref("aws.replica")}
+    assert replica["count"] == ref("local.replica_count")
+    assert "providers" not in calls["archive_bucket"]
+    assert "count" not in calls["archive_bucket"]
     assert module_config.locals["replica_count"] == ref("local.replicate ? 1 : 0")
+    # Everything the locked-bucket module creates uses the provider it is given.
+    regional = {**bucket_config.resources, **bucket_config.data}
+    assert len(regional) >= 16
+    for address, body in regional.items():
+        assert "provider" not in body, address
+    assert bucket_config.providers == []
+    # archive-bucket itself creates nothing in the replica's region.
+    for address, body in module_config.resources.items():
+        assert "provider" not in body, address
 
 
-def test_provider_requirements(module_config: TerraformConfig) -> None:
+def test_provider_requirements(
+    module_config: TerraformConfig, bucket_config: TerraformConfig
+) -> None:
     (terraform,) = module_config.terraform
     (providers,) = terraform["required_providers"]
     aws = providers["aws"]
     assert aws["source"] == "hashicorp/aws"
     assert aws["version"] == ">= 5.0"
     assert aws["configuration_aliases"] == [ref("aws.replica")]
+    (terraform,) = bucket_config.terraform
+    (providers,) = terraform["required_providers"]
+    assert providers["aws"] == {"source": "hashicorp/aws", "version": ">= 5.0"}
 
 
 def test_agent_config_snippet_uses_agent_keys(module_config: TerraformConfig) -> None:

@@ -5,8 +5,8 @@ locals {
   # ListBucket/ListBucketVersions filtered to the writer's prefix; no filter at the root.
   writer_list_prefixes = var.prefix == "" ? [] : [var.prefix, "${var.prefix}/*"]
 
-  auditor_bucket_arns  = concat([aws_s3_bucket.archive.arn], aws_s3_bucket.replica[*].arn)
-  auditor_sse_key_arns = concat([aws_kms_key.sse.arn], aws_kms_key.replica_sse[*].arn)
+  auditor_bucket_arns  = concat([module.archive_bucket.bucket_arn], module.replica_bucket[*].bucket_arn)
+  auditor_sse_key_arns = concat([module.archive_bucket.sse_kms_key_arn], module.replica_bucket[*].sse_kms_key_arn)
   auditor_kms_via_services = concat(
     ["s3.${local.region}.amazonaws.com"],
     local.replicate ? ["s3.${var.replica_region}.amazonaws.com"] : [],
@@ -36,7 +36,7 @@ data "aws_iam_policy_document" "writer" {
     sid       = "ListOwnPrefix"
     effect    = "Allow"
     actions   = ["s3:ListBucket", "s3:ListBucketVersions"]
-    resources = [aws_s3_bucket.archive.arn]
+    resources = [module.archive_bucket.bucket_arn]
 
     dynamic "condition" {
       for_each = length(local.writer_list_prefixes) > 0 ? [local.writer_list_prefixes] : []
@@ -52,7 +52,7 @@ data "aws_iam_policy_document" "writer" {
     sid       = "ReadLockConfiguration"
     effect    = "Allow"
     actions   = ["s3:GetBucketObjectLockConfiguration"]
-    resources = [aws_s3_bucket.archive.arn]
+    resources = [module.archive_bucket.bucket_arn]
   }
 
   statement {
@@ -80,7 +80,7 @@ data "aws_iam_policy_document" "writer" {
     sid       = "UseBucketEncryptionKey"
     effect    = "Allow"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.sse.arn]
+    resources = [module.archive_bucket.sse_kms_key_arn]
 
     condition {
       test     = "StringEquals"
@@ -103,7 +103,7 @@ data "aws_iam_policy_document" "writer" {
       "s3:PutBucketVersioning",
       "s3:PutLifecycleConfiguration",
     ]
-    resources = [aws_s3_bucket.archive.arn, "${aws_s3_bucket.archive.arn}/*"]
+    resources = [module.archive_bucket.bucket_arn, "${module.archive_bucket.bucket_arn}/*"]
   }
 }
 

@@ -1,38 +1,6 @@
-# Two customer managed keys: a symmetric key for the bucket's default SSE-KMS encryption,
-# and an asymmetric ECC_NIST_P256 key the agent signs segment seals with
-# (ECDSA_SHA_256, the "ecdsa-p256-sha256" algorithm of audit_archiver.core.signing).
-
-resource "aws_kms_key" "sse" {
-  description             = "audit-archiver ${var.bucket_name}: S3 default encryption"
-  enable_key_rotation     = true
-  deletion_window_in_days = var.kms_deletion_window_days
-  policy                  = data.aws_iam_policy_document.sse_key.json
-  tags                    = var.tags
-}
-
-resource "aws_kms_alias" "sse" {
-  name          = "alias/${var.bucket_name}-sse"
-  target_key_id = aws_kms_key.sse.key_id
-}
-
-# Usual delegation to IAM: who may encrypt and decrypt is decided by IAM policies
-# (iam.tf), each of them limited to requests that come through S3 (kms:ViaService).
-data "aws_iam_policy_document" "sse_key" {
-  #checkov:skip=CKV_AWS_109:Key policy: "*" as resource means this key; the account root is the only principal.
-  #checkov:skip=CKV_AWS_111:Key policy: "*" as resource means this key; the account root is the only principal.
-  #checkov:skip=CKV_AWS_356:Key policy: "*" as resource means this key; the account root is the only principal.
-  statement {
-    sid       = "EnableIamPolicies"
-    effect    = "Allow"
-    actions   = ["kms:*"]
-    resources = ["*"]
-
-    principals {
-      type        = "AWS"
-      identifiers = [local.root_arn]
-    }
-  }
-}
+# The asymmetric ECC_NIST_P256 key the agent signs segment seals with (ECDSA_SHA_256, the
+# "ecdsa-p256-sha256" algorithm of audit_archiver.core.signing). The buckets' encryption
+# keys belong to the locked-bucket module.
 
 resource "aws_kms_key" "signing" {
   description              = "audit-archiver ${var.bucket_name}: segment seal signing"

@@ -1,11 +1,11 @@
 output "bucket_name" {
   description = "Name of the archive bucket."
-  value       = aws_s3_bucket.archive.id
+  value       = module.archive_bucket.bucket_id
 }
 
 output "bucket_arn" {
   description = "ARN of the archive bucket."
-  value       = aws_s3_bucket.archive.arn
+  value       = module.archive_bucket.bucket_arn
 }
 
 output "region" {
@@ -25,7 +25,7 @@ output "retention_days" {
 
 output "sse_kms_key_arn" {
   description = "ARN of the KMS key of the archive bucket's default encryption."
-  value       = aws_kms_key.sse.arn
+  value       = module.archive_bucket.sse_kms_key_arn
 }
 
 output "signing_kms_key_arn" {
@@ -60,22 +60,22 @@ output "auditor_role_arn" {
 
 output "access_log_bucket_name" {
   description = "Bucket receiving the archive bucket's S3 server access logs."
-  value       = aws_s3_bucket.access_logs.id
+  value       = module.archive_bucket.access_log_bucket_id
 }
 
 output "replica_bucket_name" {
   description = "Name of the replica bucket (null without replica_region)."
-  value       = one(aws_s3_bucket.replica[*].id)
+  value       = one(module.replica_bucket[*].bucket_id)
 }
 
 output "replica_bucket_arn" {
   description = "ARN of the replica bucket (null without replica_region)."
-  value       = one(aws_s3_bucket.replica[*].arn)
+  value       = one(module.replica_bucket[*].bucket_arn)
 }
 
 output "replica_sse_kms_key_arn" {
   description = "ARN of the replica bucket's encryption key (null without replica_region)."
-  value       = one(aws_kms_key.replica_sse[*].arn)
+  value       = one(module.replica_bucket[*].sse_kms_key_arn)
 }
 
 output "replication_role_arn" {
@@ -86,7 +86,7 @@ output "replication_role_arn" {
 output "agent_config_toml" {
   description = "Settings for the agent's TOML configuration file (keys are the long option names with '_' for '-')."
   value       = <<-EOT
-    bucket = "${aws_s3_bucket.archive.id}"
+    bucket = "${module.archive_bucket.bucket_id}"
     prefix = "${var.prefix}"
     region = "${local.region}"
     retention_days = ${var.retention_days}
@@ -96,5 +96,5 @@ output "agent_config_toml" {
 
 output "bucket_check_command" {
   description = "Command that checks the deployed bucket's settings."
-  value       = "audit-archiver bucket check --bucket ${aws_s3_bucket.archive.id} --min-retention-days ${var.retention_days}"
+  value       = "audit-archiver bucket check --bucket ${module.archive_bucket.bucket_id} --min-retention-days ${var.retention_days}"
 }

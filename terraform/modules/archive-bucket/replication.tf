@@ -1,423 +1,35 @@
-# Optional copy of the archive in a second region (replica_region). The replica has the same
-# Object Lock retention and hardening as the archive, its own KMS key and its own access
-# log bucket (log targets must be in the bucket's region). Everything here has count 0
-# unless replica_region is set; it is created through the aws.replica provider.
+# Optional copy of the archive in a second region (replica_region). The replica is the
+# same locked-bucket module as the archive, created through the aws.replica provider: same
+# Object Lock retention and hardening, its own KMS key and its own access log bucket (log
+# targets must be in the bucket's region). Its bucket policy also refuses direct writes:
+# objects arrive only through replication. Everything here has count 0 unless
+# replica_region is set.
 
 locals {
   replica_count = local.replicate ? 1 : 0
 }
 
-resource "aws_kms_key" "replica_sse" {
-  count    = local.replica_count
-  provider = aws.replica
+module "replica_bucket" {
+  source = "./modules/locked-bucket"
+  count  = local.replica_count
 
-  description             = "audit-archiver ${var.bucket_name}: S3 default encryption of the replica"
-  enable_key_rotation     = true
-  deletion_window_in_days = var.kms_deletion_window_days
-  policy                  = data.aws_iam_policy_document.sse_key.json
-  tags                    = var.tags
-}
-
-resource "aws_kms_alias" "replica_sse" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  name          = "alias/${var.bucket_name}-replica-sse"
-  target_key_id = aws_kms_key.replica_sse[0].key_id
-}
-
-resource "aws_s3_bucket" "replica" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  #checkov:skip=CKV2_AWS_62:Event notifications are not needed: the replica is only read by the verifier.
-  bucket              = "${var.bucket_name}-replica"
-  object_lock_enabled = true
-  tags                = var.tags
-}
-
-resource "aws_s3_bucket_versioning" "replica" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica[0].id
-
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_object_lock_configuration" "replica" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica[0].id
-
-  rule {
-    default_retention {
-      mode = "COMPLIANCE"
-      days = var.retention_days
-    }
+  providers = {
+    aws = aws.replica
   }
 
-  depends_on = [aws_s3_bucket_versioning.replica]
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "replica" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica[0].id
-
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = "aws:kms"
-      kms_master_key_id = aws_kms_key.replica_sse[0].arn
-    }
-    bucket_key_enabled = true
-  }
-}
-
-resource "aws_s3_bucket_public_access_block" "replica" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica[0].id
-
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_ownership_controls" "replica" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica[0].id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_logging" "replica" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket        = aws_s3_bucket.replica[0].id
-  target_bucket = aws_s3_bucket.replica_access_logs[0].id
-  target_prefix = "s3/${var.bucket_name}-replica/"
-
-  depends_on = [aws_s3_bucket_policy.replica_access_logs]
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "replica" {
-  #checkov:skip=CKV_AWS_300:The first rule aborts incomplete uploads bucket-wide; checkov drops static "rule" blocks when dynamic ones exist (tests/terraform asserts the rule).
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica[0].id
-
-  rule {
-    id     = "abort-incomplete-multipart-uploads"
-    status = "Enabled"
-
-    filter {}
-
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
-    }
-  }
-
-  dynamic "rule" {
-    for_each = var.transition_days == null ? [] : [var.transition_days]
-    content {
-      id     = "transition-segments"
-      status = "Enabled"
-
-      filter {
-        prefix = local.object_prefix
-      }
-
-      transition {
-        days          = rule.value
-        storage_class = var.transition_storage_class
-      }
-    }
-  }
-
-  dynamic "rule" {
-    for_each = var.noncurrent_version_expiration_days == null ? [] : [var.noncurrent_version_expiration_days]
-    content {
-      id     = "expire-noncurrent-versions"
-      status = "Enabled"
-
-      filter {}
-
-      noncurrent_version_expiration {
-        noncurrent_days = rule.value
-      }
-    }
-  }
-
-  lifecycle {
-    precondition {
-      condition     = var.noncurrent_version_expiration_days == null ? true : var.noncurrent_version_expiration_days >= var.retention_days
-      error_message = "noncurrent_version_expiration_days must be >= retention_days."
-    }
-  }
-
-  depends_on = [aws_s3_bucket_versioning.replica]
-}
-
-# Same Deny statements as the archive bucket, except that nobody but the replication role
-# writes here: direct puts are refused outright (replication uses s3:ReplicateObject).
-data "aws_iam_policy_document" "replica_bucket" {
-  count = local.replica_count
-
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.replica[0].arn, "${aws_s3_bucket.replica[0].arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-
-  statement {
-    sid       = "DenyObjectDeletion"
-    effect    = "Deny"
-    actions   = ["s3:DeleteObject", "s3:DeleteObjectVersion"]
-    resources = ["${aws_s3_bucket.replica[0].arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    dynamic "condition" {
-      for_each = local.break_glass
-      content {
-        test     = "ArnNotEquals"
-        variable = "aws:PrincipalArn"
-        values   = [condition.value]
-      }
-    }
-  }
-
-  statement {
-    sid    = "DenyProtectionChanges"
-    effect = "Deny"
-    actions = [
-      "s3:BypassGovernanceRetention",
-      "s3:DeleteBucketPolicy",
-      "s3:PutBucketObjectLockConfiguration",
-      "s3:PutBucketPolicy",
-      "s3:PutBucketVersioning",
-    ]
-    resources = [aws_s3_bucket.replica[0].arn, "${aws_s3_bucket.replica[0].arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    dynamic "condition" {
-      for_each = local.break_glass
-      content {
-        test     = "ArnNotEquals"
-        variable = "aws:PrincipalArn"
-        values   = [condition.value]
-      }
-    }
-  }
-
-  statement {
-    sid       = "DenyDirectWrites"
-    effect    = "Deny"
-    actions   = ["s3:PutObject", "s3:PutObjectRetention"]
-    resources = ["${aws_s3_bucket.replica[0].arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    dynamic "condition" {
-      for_each = local.break_glass
-      content {
-        test     = "ArnNotEquals"
-        variable = "aws:PrincipalArn"
-        values   = [condition.value]
-      }
-    }
-  }
-}
-
-resource "aws_s3_bucket_policy" "replica" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica[0].id
-  policy = data.aws_iam_policy_document.replica_bucket[0].json
-
-  depends_on = [
-    aws_s3_bucket_object_lock_configuration.replica,
-    aws_s3_bucket_public_access_block.replica,
-    aws_s3_bucket_versioning.replica,
-  ]
-}
-
-resource "aws_s3_bucket" "replica_access_logs" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  #checkov:skip=CKV_AWS_144:Access logs of the replica are operational records; the archive itself is what gets replicated.
-  #checkov:skip=CKV_AWS_145:Log target uses SSE-S3 (AES256), which S3 server access log delivery supports without a KMS key grant to the logging service.
-  #checkov:skip=CKV2_AWS_62:No consumer for event notifications on access logs.
-  bucket = "${var.bucket_name}-replica-logs"
-  tags   = var.tags
-}
-
-resource "aws_s3_bucket_versioning" "replica_access_logs" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica_access_logs[0].id
-
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "replica_access_logs" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica_access_logs[0].id
-
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm = "AES256"
-    }
-  }
-}
-
-resource "aws_s3_bucket_public_access_block" "replica_access_logs" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica_access_logs[0].id
-
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_ownership_controls" "replica_access_logs" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica_access_logs[0].id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "replica_access_logs" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica_access_logs[0].id
-
-  rule {
-    id     = "expire-access-logs"
-    status = "Enabled"
-
-    filter {}
-
-    expiration {
-      days = var.access_log_retention_days
-    }
-
-    noncurrent_version_expiration {
-      noncurrent_days = 30
-    }
-
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
-    }
-  }
-
-  depends_on = [aws_s3_bucket_versioning.replica_access_logs]
-}
-
-data "aws_iam_policy_document" "replica_access_logs" {
-  count = local.replica_count
-
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.replica_access_logs[0].arn, "${aws_s3_bucket.replica_access_logs[0].arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-
-  statement {
-    sid       = "AllowS3ServerAccessLogDelivery"
-    effect    = "Allow"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.replica_access_logs[0].arn}/s3/${var.bucket_name}-replica/*"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["logging.s3.amazonaws.com"]
-    }
-
-    condition {
-      test     = "ArnEquals"
-      variable = "aws:SourceArn"
-      values   = [aws_s3_bucket.replica[0].arn]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
-resource "aws_s3_bucket_policy" "replica_access_logs" {
-  count    = local.replica_count
-  provider = aws.replica
-
-  bucket = aws_s3_bucket.replica_access_logs[0].id
-  policy = data.aws_iam_policy_document.replica_access_logs[0].json
-
-  depends_on = [aws_s3_bucket_public_access_block.replica_access_logs]
+  bucket_name            = "${var.bucket_name}-replica"
+  access_log_bucket_name = "${var.bucket_name}-replica-logs"
+  object_prefix          = local.object_prefix
+  replication_target     = true
+
+  retention_days                     = var.retention_days
+  break_glass_principal_arn          = var.break_glass_principal_arn
+  kms_deletion_window_days           = var.kms_deletion_window_days
+  access_log_retention_days          = var.access_log_retention_days
+  transition_days                    = var.transition_days
+  transition_storage_class           = var.transition_storage_class
+  noncurrent_version_expiration_days = var.noncurrent_version_expiration_days
+  tags                               = var.tags
 }
 
 # The role S3 assumes to copy objects, with their retention and legal hold, to the replica.
@@ -452,7 +64,7 @@ data "aws_iam_policy_document" "replication" {
     sid       = "ReadReplicationConfiguration"
     effect    = "Allow"
     actions   = ["s3:GetReplicationConfiguration", "s3:ListBucket"]
-    resources = [aws_s3_bucket.archive.arn]
+    resources = [module.archive_bucket.bucket_arn]
   }
 
   statement {
@@ -465,7 +77,7 @@ data "aws_iam_policy_document" "replication" {
       "s3:GetObjectVersionForReplication",
       "s3:GetObjectVersionTagging",
     ]
-    resources = ["${aws_s3_bucket.archive.arn}/*"]
+    resources = ["${module.archive_bucket.bucket_arn}/*"]
   }
 
   statement {
@@ -473,14 +85,14 @@ data "aws_iam_policy_document" "replication" {
     sid       = "WriteReplicaVersions"
     effect    = "Allow"
     actions   = ["s3:ReplicateObject", "s3:ReplicateTags"]
-    resources = ["${aws_s3_bucket.replica[0].arn}/*"]
+    resources = ["${module.replica_bucket[0].bucket_arn}/*"]
   }
 
   statement {
     sid       = "DecryptSource"
     effect    = "Allow"
     actions   = ["kms:Decrypt"]
-    resources = [aws_kms_key.sse.arn]
+    resources = [module.archive_bucket.sse_kms_key_arn]
 
     condition {
       test     = "StringEquals"
@@ -493,7 +105,7 @@ data "aws_iam_policy_document" "replication" {
     sid       = "EncryptReplica"
     effect    = "Allow"
     actions   = ["kms:Encrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.replica_sse[0].arn]
+    resources = [module.replica_bucket[0].sse_kms_key_arn]
 
     condition {
       test     = "StringEquals"
@@ -522,7 +134,7 @@ resource "aws_iam_role_policy_attachment" "replication" {
 resource "aws_s3_bucket_replication_configuration" "archive" {
   count = local.replica_count
 
-  bucket = aws_s3_bucket.archive.id
+  bucket = module.archive_bucket.bucket_id
   role   = aws_iam_role.replication[0].arn
 
   rule {
@@ -552,18 +164,19 @@ resource "aws_s3_bucket_replication_configuration" "archive" {
     }
 
     destination {
-      bucket        = aws_s3_bucket.replica[0].arn
+      bucket        = module.replica_bucket[0].bucket_arn
       storage_class = "STANDARD"
 
       encryption_configuration {
-        replica_kms_key_id = aws_kms_key.replica_sse[0].arn
+        replica_kms_key_id = module.replica_bucket[0].sse_kms_key_arn
       }
     }
   }
 
+  # Replication needs versioning on both buckets (and the modules' other settings in place).
   depends_on = [
     aws_iam_role_policy_attachment.replication,
-    aws_s3_bucket_versioning.archive,
-    aws_s3_bucket_versioning.replica,
+    module.archive_bucket,
+    module.replica_bucket,
   ]
 }

@@ -1,5 +1,5 @@
-# Bucket policy of the archive bucket. Deny statements only: access is granted by the
-# IAM policies in iam.tf, and a Deny here holds even against an over-broad IAM policy.
+# Bucket policy of the locked bucket. Deny statements only: access is granted by the
+# IAM policies of the archive-bucket module (iam.tf), and a Deny here holds even against an over-broad IAM policy.
 #
 # Condition keys used below, all from the S3 and IAM global condition key lists:
 # aws:SecureTransport, aws:PrincipalArn, s3:if-none-match, s3:ObjectCreationOperation,
@@ -15,12 +15,12 @@
 # retention, and the agent's seals carry the SHA-256 of every segment, which the verifier
 # checks against the bytes as stored.
 
-data "aws_iam_policy_document" "archive_bucket" {
+data "aws_iam_policy_document" "this" {
   statement {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
     actions   = ["s3:*"]
-    resources = [aws_s3_bucket.archive.arn, "${aws_s3_bucket.archive.arn}/*"]
+    resources = [aws_s3_bucket.this.arn, "${aws_s3_bucket.this.arn}/*"]
 
     principals {
       type        = "*"
@@ -40,7 +40,7 @@ data "aws_iam_policy_document" "archive_bucket" {
     sid       = "DenyObjectDeletion"
     effect    = "Deny"
     actions   = ["s3:DeleteObject", "s3:DeleteObjectVersion"]
-    resources = ["${aws_s3_bucket.archive.arn}/*"]
+    resources = ["${aws_s3_bucket.this.arn}/*"]
 
     principals {
       type        = "*"
@@ -69,7 +69,7 @@ data "aws_iam_policy_document" "archive_bucket" {
       "s3:PutBucketPolicy",
       "s3:PutBucketVersioning",
     ]
-    resources = [aws_s3_bucket.archive.arn, "${aws_s3_bucket.archive.arn}/*"]
+    resources = [aws_s3_bucket.this.arn, "${aws_s3_bucket.this.arn}/*"]
 
     principals {
       type        = "*"
@@ -95,7 +95,7 @@ data "aws_iam_policy_document" "archive_bucket" {
     sid       = "DenyUnconditionalWrites"
     effect    = "Deny"
     actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.archive.arn}/*"]
+    resources = ["${aws_s3_bucket.this.arn}/*"]
 
     principals {
       type        = "*"
@@ -121,7 +121,7 @@ data "aws_iam_policy_document" "archive_bucket" {
     sid       = "DenyNonComplianceLockMode"
     effect    = "Deny"
     actions   = ["s3:PutObject", "s3:PutObjectRetention"]
-    resources = ["${aws_s3_bucket.archive.arn}/*"]
+    resources = ["${aws_s3_bucket.this.arn}/*"]
 
     principals {
       type        = "*"
@@ -149,7 +149,7 @@ data "aws_iam_policy_document" "archive_bucket" {
     sid       = "DenyShortRetention"
     effect    = "Deny"
     actions   = ["s3:PutObject", "s3:PutObjectRetention"]
-    resources = ["${aws_s3_bucket.archive.arn}/*"]
+    resources = ["${aws_s3_bucket.this.arn}/*"]
 
     principals {
       type        = "*"
@@ -168,7 +168,7 @@ data "aws_iam_policy_document" "archive_bucket" {
     sid       = "DenyNonKmsEncryption"
     effect    = "Deny"
     actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.archive.arn}/*"]
+    resources = ["${aws_s3_bucket.this.arn}/*"]
 
     principals {
       type        = "*"
@@ -194,7 +194,7 @@ data "aws_iam_policy_document" "archive_bucket" {
     sid       = "DenyOtherKmsKey"
     effect    = "Deny"
     actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.archive.arn}/*"]
+    resources = ["${aws_s3_bucket.this.arn}/*"]
 
     principals {
       type        = "*"
@@ -213,17 +213,43 @@ data "aws_iam_policy_document" "archive_bucket" {
       values   = [aws_kms_key.sse.arn]
     }
   }
+
+  dynamic "statement" {
+    # A replica receives objects only through S3 replication (s3:ReplicateObject), which
+    # these actions do not cover: nobody else writes there.
+    for_each = var.replication_target ? [true] : []
+    content {
+      sid       = "DenyDirectWrites"
+      effect    = "Deny"
+      actions   = ["s3:PutObject", "s3:PutObjectRetention"]
+      resources = ["${aws_s3_bucket.this.arn}/*"]
+
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
+
+      dynamic "condition" {
+        for_each = local.break_glass
+        content {
+          test     = "ArnNotEquals"
+          variable = "aws:PrincipalArn"
+          values   = [condition.value]
+        }
+      }
+    }
+  }
 }
 
-resource "aws_s3_bucket_policy" "archive" {
-  bucket = aws_s3_bucket.archive.id
-  policy = data.aws_iam_policy_document.archive_bucket.json
+resource "aws_s3_bucket_policy" "this" {
+  bucket = aws_s3_bucket.this.id
+  policy = data.aws_iam_policy_document.this.json
 
   # The policy forbids changing versioning and the Object Lock configuration, so it goes
   # on last; the public access block must exist first so the policy is checked against it.
   depends_on = [
-    aws_s3_bucket_object_lock_configuration.archive,
-    aws_s3_bucket_public_access_block.archive,
-    aws_s3_bucket_versioning.archive,
+    aws_s3_bucket_object_lock_configuration.this,
+    aws_s3_bucket_public_access_block.this,
+    aws_s3_bucket_versioning.this,
   ]
 }

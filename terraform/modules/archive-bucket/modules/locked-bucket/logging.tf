@@ -1,12 +1,12 @@
-# S3 server access logs of the archive bucket go to a separate bucket in the same region:
+# S3 server access logs of the locked bucket go to a separate bucket in the same region:
 # S3 cannot deliver access logs to a bucket with an Object Lock default retention, and a
 # bucket logging to itself would log its own log deliveries.
 
 resource "aws_s3_bucket" "access_logs" {
-  #checkov:skip=CKV_AWS_144:Access logs of the archive are operational records; the archive itself is what gets replicated.
+  #checkov:skip=CKV_AWS_144:Access logs are operational records; the archive itself is what gets replicated.
   #checkov:skip=CKV_AWS_145:Log target uses SSE-S3 (AES256), which S3 server access log delivery supports without a KMS key grant to the logging service.
   #checkov:skip=CKV2_AWS_62:No consumer for event notifications on access logs.
-  bucket = "${var.bucket_name}-access-logs"
+  bucket = var.access_log_bucket_name
   tags   = var.tags
 }
 
@@ -104,7 +104,7 @@ data "aws_iam_policy_document" "access_logs" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_s3_bucket.archive.arn]
+      values   = [aws_s3_bucket.this.arn]
     }
 
     condition {
