@@ -1,7 +1,8 @@
 """The storage protocol: only what the agent and the verifier need.
 
-Four operations: a conditional put with retention (never overwrites), get
-(optionally of one version), head (retention, legal hold, checksum) and a
+Five operations: a conditional put with retention (never overwrites), get
+(optionally of one version), fetch (get's bytes with head's metadata, in one
+read where the store allows), head (retention, legal hold, checksum) and a
 paginated listing of every version and delete marker under a prefix. Each
 driver wraps its own exceptions into :mod:`audit_archiver.errors` at this
 boundary.

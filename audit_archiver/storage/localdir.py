@@ -9,6 +9,7 @@ it into place so a key is never overwritten and never half-written.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,17 +119,17 @@ class LocalDirectoryStore:
                 for name in files:
                     if name.startswith("."):
                         continue
-                    path = Path(directory, name)
-                    if path.is_symlink() or not path.is_file():
-                        continue
                     key = (base / name).as_posix()
-                    if key.startswith(prefix):
-                        found.append((key, path.stat()))
+                    if not key.startswith(prefix):
+                        continue
+                    info = Path(directory, name).lstat()  # one call; links are not followed
+                    if stat.S_ISREG(info.st_mode):
+                        found.append((key, info))
         except OSError as e:
             raise StorageError(f"cannot list {self.root}: {e.strerror}") from e
-        for key, stat in sorted(found, key=lambda item: item[0]):
-            modified = datetime.fromtimestamp(stat.st_mtime, UTC)
-            yield ObjectVersion(key, None, True, False, modified, stat.st_size)
+        for key, info in sorted(found, key=lambda item: item[0]):
+            modified = datetime.fromtimestamp(info.st_mtime, UTC)
+            yield ObjectVersion(key, None, True, False, modified, info.st_size)
 
 
 def _raise(error: OSError) -> None:

@@ -257,10 +257,9 @@ class S3Store:
             response = self._client.get_object(
                 ChecksumMode="ENABLED", **self._params(key, version_id)
             )
-        except FlexibleChecksumError as e:
-            raise self._checksum_error(e, key, version_id, None) from e
         except (ClientError, BotoCoreError) as e:
             raise self._read_error(e, "GetObject", key, version_id) from e
+        # GetObject's body is streamed, so botocore checks the checksum while it is read.
         # Read through the StreamingBody itself: its ``with`` form hands out the raw
         # urllib3 stream, which skips botocore's checksum and length checks.
         body = response["Body"]

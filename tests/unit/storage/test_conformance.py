@@ -42,6 +42,23 @@ def test_put_new_then_get_head_list(store: ObjectStore) -> None:
     assert listed.last_modified.tzinfo is not None
 
 
+def test_fetch_returns_the_bytes_with_what_head_reports(store: ObjectStore) -> None:
+    info = store.put_new("audit/s1/000.zst", b"segment zero", retain_until=RETAIN_UNTIL)
+    data, fetched = store.fetch("audit/s1/000.zst")
+    assert data == b"segment zero"
+    assert fetched == store.head("audit/s1/000.zst")
+    assert (fetched.key, fetched.version_id, fetched.size) == (
+        "audit/s1/000.zst",
+        info.version_id,
+        12,
+    )
+    if info.version_id is not None:
+        assert store.fetch("audit/s1/000.zst", info.version_id) == (data, fetched)
+    with pytest.raises(ObjectNotFoundError) as raised:
+        store.fetch("absent/key")
+    assert raised.value.key == "absent/key"
+
+
 def test_put_new_never_overwrites(store: ObjectStore) -> None:
     first = store.put_new("k/one", b"original", retain_until=None)
     with pytest.raises(ObjectExistsError) as raised:

@@ -39,7 +39,7 @@ from audit_archiver.errors import (
     TransportChecksumError,
 )
 from audit_archiver.storage import local_s3
-from audit_archiver.storage.base import ObjectVersion
+from audit_archiver.storage.base import ObjectInfo, ObjectVersion
 from audit_archiver.storage.s3 import BucketSettings, S3Store, _page_entries
 from tests.integration.cli import BIN
 from tests.s3server import (
@@ -176,6 +176,33 @@ def test_put_new_after_a_delete_marker_adds_a_version(locked_bucket: tuple[str, 
     assert [v.is_delete_marker for v in listed].count(True) == 1
 
 
+def test_fetch_reads_retention_from_the_get_response(locked_bucket: tuple[str, str]) -> None:
+    """One GetObject per object: no HeadObject for retention, legal hold or checksum."""
+    endpoint, bucket = locked_bucket
+    client = s3_client(endpoint)
+    store = S3Store(bucket, client)
+    info = store.put_new("seg/0", b"sealed bytes", retain_until=RETAIN_UNTIL)
+    client.put_object_legal_hold(
+        Bucket=bucket, Key="seg/0", VersionId=info.version_id, LegalHold={"Status": "ON"}
+    )
+    operations: list[str] = []
+    client.meta.events.register("before-call.s3", lambda model, **_: operations.append(model.name))
+    data, fetched = store.fetch("seg/0", info.version_id)
+    assert operations == ["GetObject"]
+    assert data == b"sealed bytes"
+    assert fetched == ObjectInfo(
+        key="seg/0",
+        version_id=info.version_id,
+        size=12,
+        retention_mode="COMPLIANCE",
+        retain_until=RETAIN_UNTIL,
+        legal_hold=True,
+        checksum_sha256=sha256_b64(b"sealed bytes"),
+    )
+    assert fetched.retain_until is not None
+    assert fetched.retain_until.tzinfo is UTC
+
+
 # --- listing ---------------------------------------------------------------------------
 
 
@@ -300,6 +327,11 @@ def test_tampered_bytes_raise_transport_checksum_error(locked_bucket: tuple[str,
         config=Config(response_checksum_validation="when_required"),
     )
     assert unchecked.get_object(Bucket=bucket, Key="seg/0")["Body"].read() == b"forged bytes"
+
+
+def test_connect_refuses_an_unusable_endpoint() -> None:
+    with pytest.raises(ConfigurationError, match="cannot set up an S3 client for bucket b"):
+        S3Store.connect("b", region="us-east-1", endpoint_url="not a url")
 
 
 @pytest.mark.usefixtures("aws_test_environment")
