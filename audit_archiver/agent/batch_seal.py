@@ -13,8 +13,9 @@ from datetime import datetime
 
 from audit_archiver.agent.sealer import StreamSealer, recover_chain_head
 from audit_archiver.core.encoding import format_timestamp
-from audit_archiver.core.event import parse_event_line, seal_event
-from audit_archiver.core.layout import stream_prefix
+from audit_archiver.core.event import encode_event, parse_event_line
+from audit_archiver.core.layout import segment_key
+from audit_archiver.core.line import seal_line
 from audit_archiver.core.signing import Ed25519Signer, load_trusted_key
 from audit_archiver.errors import EventValidationError, InputError, StorageError
 from audit_archiver.storage.localdir import LocalDirectoryStore
@@ -46,7 +47,8 @@ def seal_lines_into_directory(
     """Validate every line, then seal them in batches into ``store``.
 
     Raises:
-        EventValidationError: a line is invalid (names the line number).
+        EventValidationError: a line is invalid or cannot be encoded (names the
+            line number).
         InputError: the input holds no events.
         IntegrityError: the directory's newest segment of the stream is not ours.
         StorageError: a segment could not be written.
@@ -56,7 +58,7 @@ def seal_lines_into_directory(
         if not raw.strip():
             continue
         try:
-            events.append(parse_event_line(raw.rstrip(b"\r\n")))
+            events.append(encode_event(parse_event_line(raw.rstrip(b"\r\n"))))
         except EventValidationError as e:
             raise e.at_line(number) from e
     if not events:
@@ -66,7 +68,6 @@ def seal_lines_into_directory(
     except OSError as e:
         raise StorageError(f"cannot create {store.root}: {e.strerror}") from e
     own_key = load_trusted_key(signer.public_pem())
-    relative = stream_prefix("", stream)
     head, _ = recover_chain_head(store, prefix, stream, own_key, store_holds_prefix=False)
     sealer = StreamSealer(
         prefix=prefix, stream=stream, signer=signer, head=head, compression=compression
@@ -77,10 +78,10 @@ def seal_lines_into_directory(
         batch = events[start : start + batch_max_events]
         seq = sealer.head.next_seq
         lines = [
-            seal_event(event, seq + i, format_timestamp(clock())) for i, event in enumerate(batch)
+            seal_line(event, seq + i, format_timestamp(clock())) for i, event in enumerate(batch)
         ]
         segment = sealer.seal(lines, format_timestamp(clock()))
-        key = relative + segment.key.rsplit("/", 1)[-1]
+        key = segment_key("", stream, segment.seal.segment_seq, compression)
         store.put_new(key, segment.data, retain_until=None)
         written.append(key)
     return BatchSealResult(len(events), written, first_seq, sealer.head.next_seq)

@@ -2,7 +2,7 @@
 
 A segment is sealed when the unsealed events reach ``max_events`` or
 ``max_bytes``, when the oldest of them has waited ``max_age`` seconds, at once
-on :meth:`Batcher.flush` (shutdown), or, with a heartbeat, when nothing was
+on :meth:`Batcher.stop` (shutdown), or, with a heartbeat, when nothing was
 sealed for ``heartbeat`` seconds (an empty segment, so an idle stream still
 shows it is alive). ``sealed_at`` never goes below the previous seal's or the
 batch's last ``received_at``.
@@ -27,6 +27,7 @@ from datetime import datetime
 from audit_archiver.agent.metrics import AgentMetrics
 from audit_archiver.agent.sealer import StreamSealer
 from audit_archiver.agent.spool import SealedFile, Spool
+from audit_archiver.agent.uploader import Backoff
 from audit_archiver.core.encoding import format_timestamp
 from audit_archiver.core.line import EventRun
 from audit_archiver.core.segment import SegmentBody, prepare_runs_body
@@ -62,6 +63,7 @@ class Batcher:
         metrics: AgentMetrics,
         monotonic: Callable[[], float] = time.monotonic,
         executor: Executor | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self._sealer = sealer
         self._spool = spool
@@ -71,12 +73,12 @@ class Batcher:
         self._on_sealed = on_sealed
         self._metrics = metrics
         self._executor = executor
+        self._backoff = backoff or Backoff()
         self._pending: deque[tuple[float, EventRun]] = deque()
         self._pending_events = 0
         self._pending_bytes = 0
         self._in_flight_events = 0
         self._condition = threading.Condition()
-        self._flush = False
         self._stopping = False
         self._last_seal = monotonic()
         self._last_sealed_at = ""
@@ -102,16 +104,9 @@ class Batcher:
             self._metrics.events_pending.set(self._pending_events + self._in_flight_events)
             self._condition.notify()
 
-    def flush(self) -> None:
-        """Seal everything pending now (used at shutdown)."""
-        with self._condition:
-            self._flush = True
-            self._condition.notify()
-
     def stop(self) -> None:
         """Seal what is pending, then stop the thread."""
         with self._condition:
-            self._flush = True
             self._stopping = True
             self._condition.notify()
         self._thread.join()
@@ -125,7 +120,7 @@ class Batcher:
         now = self._monotonic()
         if self._pending:
             if (
-                self._flush
+                self._stopping
                 or self._pending_events >= limits.max_events
                 or self._pending_bytes >= limits.max_bytes
             ):
@@ -176,17 +171,19 @@ class Batcher:
 
     def _put_back(self, batch: list[EventRun], error: StorageError, failures: int) -> None:
         """Keep the batches that could not be sealed (signer unreachable), every
-        one in flight included, and retry later."""
-        delay = min(30.0, 0.2 * 2 ** min(failures, 8))
+        one in flight included, still due, and retry them after a backoff."""
+        delay = self._backoff.delay(failures)
         log.warning("sealing failed; will retry", extra={"error": str(error), "retry_in_s": delay})
         with self._condition:
             now = self._monotonic()
+            due = now - self._limits.max_age
             self._in_flight_events = 0
-            self._pending.extendleft((now, run) for run in reversed(batch))
+            self._pending.extendleft((due, run) for run in reversed(batch))
             self._pending_events += sum(run.event_count for run in batch)
             self._pending_bytes += sum(run.sealed_size() for run in batch)
-            if not self._stopping:
-                self._condition.wait(delay)
+            deadline = now + delay
+            while not self._stopping and (remaining := deadline - self._monotonic()) > 0:
+                self._condition.wait(remaining)  # new events notify too: keep waiting
 
     def _run(self) -> None:
         """Take batches when due and seal them in order, preparing up to
@@ -200,7 +197,6 @@ class Batcher:
                     while not due and not in_flight:
                         if self._stopping:
                             return
-                        self._flush = False
                         self._condition.wait(wait)
                         due, wait = self._due(idle=True)
                     if due and len(in_flight) < _MAX_IN_FLIGHT:

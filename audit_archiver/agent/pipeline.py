@@ -72,6 +72,7 @@ class Agent:
         self._committer: Committer | None = None
         self._batcher: Batcher | None = None
         self._uploader: Uploader | None = None
+        self._bucket_checked = False
         self._ready = threading.Event()
         self._draining = False
         self._stop_resolving = threading.Event()
@@ -116,8 +117,6 @@ class Agent:
     def _check_bucket(self) -> None:
         try:
             locked = self._store.object_lock_enabled()
-        except ConfigurationError:
-            raise
         except StorageError as e:
             log.warning(
                 "cannot check the bucket now; will check before the first upload",
@@ -130,6 +129,7 @@ class Agent:
                 " there could be deleted or rewritten. Create the bucket with Object Lock"
                 " (see terraform/) and try again"
             )
+        self._bucket_checked = True
 
     def _resolve_head(self, state: SpoolState) -> None:
         attempt = 1
@@ -189,6 +189,7 @@ class Agent:
             clock=self._clock,
             metrics=self.metrics,
             backoff=self._backoff,
+            bucket_checked=self._bucket_checked,
         )
         self._batcher = Batcher(
             sealer,
@@ -198,6 +199,7 @@ class Agent:
             on_sealed=self._uploader.enqueue,
             metrics=self.metrics,
             executor=self._workers,
+            backoff=self._backoff,
         )
         self._committer = Committer(
             self._spool,
@@ -239,15 +241,21 @@ class Agent:
 
     def readiness(self) -> str | None:
         """None when events can be accepted, else why not."""
-        if self._fatal is not None:
-            return "stopped after a fatal error"
-        if self._draining:
-            return "shutting down"
-        if not self._ready.is_set():
-            return "chain head not known yet (bucket unreachable)"
-        if self._committer is not None and self._committer.over_cap():
-            return "spool is full"
+        try:
+            self._accepting()
+        except (NotReadyError, SpoolFullError) as e:
+            return str(e)
         return None
+
+    def check_ready(self) -> None:
+        """Return if events can be accepted now (the server asks before it
+        spends a worker on a request body).
+
+        Raises:
+            NotReadyError: starting, draining or stopped.
+            SpoolFullError: the spool is over its cap.
+        """
+        self._accepting()
 
     def submit(self, events: EncodedEvents) -> Future[Accepted]:
         """Queue encoded events for a durable commit.
@@ -256,12 +264,18 @@ class Agent:
             NotReadyError: starting, draining or stopped.
             SpoolFullError: the spool is over its cap.
         """
-        reason = self.readiness()
-        if reason == "spool is full":
-            raise SpoolFullError("the spool is full; retry later")
-        if reason is not None or self._committer is None:
-            raise NotReadyError(reason or "not ready")
-        return self._committer.submit(events)
+        return self._accepting().submit(events)
+
+    def _accepting(self) -> Committer:
+        if self._fatal is not None:
+            raise NotReadyError("stopped after a fatal error")
+        if self._draining:
+            raise NotReadyError("shutting down")
+        if not self._ready.is_set() or self._committer is None:
+            raise NotReadyError("chain head not known yet (bucket unreachable)")
+        if self._committer.over_cap():
+            raise SpoolFullError("spool is full")
+        return self._committer
 
     def request_stop(self) -> None:
         """Ask the agent to shut down (signal handlers, end of stdin)."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from audit_archiver.core.layout import parse_segment_key, segment_key, stream_prefix
-from audit_archiver.core.seal import GENESIS_HASH, parse_seal, signing_message
+from audit_archiver.core.seal import GENESIS_HASH, Seal, parse_seal, signing_message
 from audit_archiver.core.segment import (
     SealedSegment,
     SegmentBody,
@@ -35,6 +35,19 @@ class ChainHead:
     prev_seal_hash: str = GENESIS_HASH
     next_seq: int = 0
     last_received_at: str | None = None
+
+    def after(self, seal: Seal, seal_hash: str) -> ChainHead:
+        """The head after ``seal`` (whose hash is ``seal_hash``), which continues this one.
+
+        An empty (heartbeat) segment keeps this head's ``last_received_at``, so
+        ``received_at`` still never goes below the newest event's.
+        """
+        return ChainHead(
+            seal.segment_seq + 1,
+            seal_hash,
+            seal.next_seq,
+            seal.last_received_at or self.last_received_at,
+        )
 
 
 class StreamSealer:
@@ -71,8 +84,9 @@ class StreamSealer:
         return self.seal_body(prepare_body(lines, self.head.next_seq, self._compression), sealed_at)
 
     def seal_body(self, prepared: SegmentBody, sealed_at: str) -> SealedSegment:
-        """Sign a prepared body (:func:`~audit_archiver.core.segment.prepare_runs_body`)
-        as the next segment and advance the head.
+        """Sign a prepared body (:func:`~audit_archiver.core.segment.prepare_body` or
+        :func:`~audit_archiver.core.segment.prepare_runs_body`) as the next segment
+        and advance the head.
 
         Raises:
             ValueError: the body does not continue the stream's seq, or has
@@ -92,13 +106,7 @@ class StreamSealer:
             signer=self._signer,
             retention_days=self._retention_days,
         )
-        seal = segment.seal
-        self.head = ChainHead(
-            seal.segment_seq + 1,
-            segment.seal_hash,
-            seal.next_seq,
-            seal.last_received_at or self.head.last_received_at,
-        )
+        self.head = self.head.after(segment.seal, segment.seal_hash)
         return segment
 
 
@@ -160,4 +168,4 @@ def recover_chain_head(
             expected=expected_key,
             found=seal.object_key,
         )
-    return ChainHead(number + 1, opened.seal_hash, seal.next_seq, seal.last_received_at), key
+    return ChainHead().after(seal, opened.seal_hash), key

@@ -73,17 +73,14 @@ async def _handle_ingest(request: web.Request, agent: Agent) -> web.Response:  #
     body = await _read_limited(request, limit)
     if body is None:
         return _error(413, f"body over the {limit}-byte limit")
-    reason = agent.readiness()
-    if reason is not None and reason != "spool is full":
-        return _error(503, f"not ready: {reason}")
     loop = asyncio.get_running_loop()
     try:
+        agent.check_ready()  # backpressure first: no worker time for a refused body
         events = await loop.run_in_executor(request.app[_ENCODER], encode_request_body, body)
+        accepted = await asyncio.wrap_future(agent.submit(events))
     except EventValidationError as e:
         agent.metrics.events_rejected.labels("invalid").inc()
         return _error(400, str(e), line=e.line, field=e.field, reason=e.reason)
-    try:
-        accepted = await asyncio.wrap_future(agent.submit(events))
     except SpoolFullError:
         return _error(503, "spool is full; retry later")
     except NotReadyError as e:

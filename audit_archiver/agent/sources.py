@@ -159,9 +159,10 @@ class TailSource(_LineSource):
         except FileNotFoundError:
             return False
         self._inode = os.fstat(handle.fileno()).st_ino
-        saved_inode, offset = self._load_position()
-        if resume and saved_inode == self._inode:
-            handle.seek(offset)
+        if resume:
+            saved_inode, offset = self._load_position()
+            if saved_inode == self._inode:
+                handle.seek(offset)
         self._handle = handle
         self._remainder = b""
         return True

@@ -43,12 +43,13 @@ from audit_archiver.agent import failpoints
 from audit_archiver.agent.sealer import ChainHead
 from audit_archiver.core.line import EventRun
 from audit_archiver.core.seal import Seal, parse_seal
-from audit_archiver.core.segment import SealedSegment, open_segment
+from audit_archiver.core.segment import MAX_SEAL_BLOCK, SealedSegment, open_segment
 from audit_archiver.errors import ConfigurationError, MalformedSegmentError, StorageError
 
-__all__ = ["SealedFile", "Spool", "SpoolIdentity", "SpoolState"]
+__all__ = ["SealedFile", "Spool", "SpoolIdentity", "SpoolState", "describe"]
 
 _SEQ_WIDTH = 12
+_SEAL_FRAME_MAX = MAX_SEAL_BLOCK + 64  # a seal frame: the seal block and a few header bytes
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,19 @@ class SpoolIdentity:
 class SealedFile:
     """A sealed segment waiting in the spool for upload."""
 
-    segment_seq: int
-    key: str
     seal: Seal
     seal_hash: str
     size: int
+
+    @property
+    def segment_seq(self) -> int:
+        """The segment's number in its stream."""
+        return self.seal.segment_seq
+
+    @property
+    def key(self) -> str:
+        """The object key the segment is uploaded to."""
+        return self.seal.object_key
 
 
 @dataclass
@@ -82,15 +91,10 @@ class SpoolState:
     @property
     def sealing_head(self) -> ChainHead | None:
         """The chain head the next sealed segment continues from."""
-        if self.sealed:
-            newest = self.sealed[-1].seal
-            return ChainHead(
-                newest.segment_seq + 1,
-                self.sealed[-1].seal_hash,
-                newest.next_seq,
-                newest.last_received_at,
-            )
-        return self.uploaded_head
+        head = self.uploaded_head
+        for sealed in self.sealed:
+            head = (head or ChainHead()).after(sealed.seal, sealed.seal_hash)
+        return head
 
 
 def _fsync_dir(path: Path) -> None:
@@ -190,6 +194,7 @@ class Spool:
         self._lock_handle: BinaryIO | None = None
         self._wal: BinaryIO | None = None
         self._wal_files: list[tuple[int, Path]] = []
+        self._uploaded_head: ChainHead | None = None
         self._next_seq = 0
         self._wal_bytes = 0
         self._sealed_bytes = 0
@@ -223,9 +228,8 @@ class Spool:
 
     def _recover(self, identity: SpoolIdentity) -> SpoolState:
         self._check_identity(identity)
-        head = self._read_head()
-        sealed = self._read_sealed()
-        state = SpoolState(head, sealed)
+        self._uploaded_head = self._read_head()
+        state = SpoolState(self._uploaded_head, self._read_sealed())
         sealing = state.sealing_head
         state.pending = self._read_wal(sealing.next_seq if sealing else 0)
         if state.pending and sealing is None:
@@ -267,18 +271,22 @@ class Spool:
             raise StorageError(f"cannot read {path}: {e}") from e
 
     def _read_sealed(self) -> list[SealedFile]:
+        """The sealed segments' seals; only their seal frames are read (the
+        bodies are read when uploaded)."""
         found = []
         for path in sorted(self._sealed_dir.glob("*.seg")):
-            data = path.read_bytes()
             try:
-                opened = open_segment(data)
+                with open(path, "rb") as handle:
+                    frame = handle.read(_SEAL_FRAME_MAX)
+                    size = os.fstat(handle.fileno()).st_size
+                opened = open_segment(frame)
                 seal = parse_seal(opened.seal_bytes)
+            except OSError as e:
+                raise StorageError(f"cannot read sealed segment {path}: {e.strerror}") from e
             except MalformedSegmentError as e:
                 raise StorageError(f"sealed segment {path} is corrupt: {e}") from e
-            found.append(
-                SealedFile(seal.segment_seq, seal.object_key, seal, opened.seal_hash, len(data))
-            )
-            self._sealed_bytes += len(data)
+            found.append(SealedFile(seal, opened.seal_hash, size))
+            self._sealed_bytes += size
         for previous, current in itertools.pairwise(found):
             if current.segment_seq != previous.segment_seq + 1:
                 raise StorageError(f"sealed segments in {self._sealed_dir} have a gap")
@@ -355,6 +363,7 @@ class Spool:
             _write_atomically(self.root / "head.json", json.dumps(asdict(head)).encode())
         except OSError as e:
             raise StorageError(f"cannot write chain head in {self.root}: {e.strerror}") from e
+        self._uploaded_head = head
 
     def append(self, runs: Sequence[EventRun]) -> None:
         """Append runs of events (continuing the WAL's seq) to the WAL and fsync once.
@@ -404,6 +413,9 @@ class Spool:
 
     # -- sealed segments ------------------------------------------------------
 
+    def _sealed_path(self, segment_seq: int) -> Path:
+        return self._sealed_dir / f"{segment_seq:0{_SEQ_WIDTH}d}.seg"
+
     def store_sealed(self, segment: SealedSegment) -> SealedFile:
         """Durably store a sealed segment, then drop the WAL records it covers.
 
@@ -411,7 +423,7 @@ class Spool:
             StorageError: the segment cannot be written.
         """
         seal = segment.seal
-        path = self._sealed_dir / f"{seal.segment_seq:0{_SEQ_WIDTH}d}.seg"
+        path = self._sealed_path(seal.segment_seq)
         try:
             _write_atomically(path, segment.data)
         except OSError as e:
@@ -420,9 +432,7 @@ class Spool:
         with self._lock:
             self._sealed_bytes += len(segment.data)
             self._trim_wal(seal.next_seq)
-        return SealedFile(
-            seal.segment_seq, seal.object_key, seal, segment.seal_hash, len(segment.data)
-        )
+        return SealedFile(seal, segment.seal_hash, len(segment.data))
 
     def _trim_wal(self, sealed_through: int) -> None:
         keep: list[tuple[int, Path]] = []
@@ -448,7 +458,7 @@ class Spool:
         Raises:
             StorageError: the file cannot be read.
         """
-        path = self._sealed_dir / f"{sealed.segment_seq:0{_SEQ_WIDTH}d}.seg"
+        path = self._sealed_path(sealed.segment_seq)
         try:
             return path.read_bytes()
         except OSError as e:
@@ -460,12 +470,9 @@ class Spool:
         Raises:
             StorageError: the spool cannot be updated.
         """
-        seal = sealed.seal
-        self.record_head(
-            ChainHead(seal.segment_seq + 1, sealed.seal_hash, seal.next_seq, seal.last_received_at)
-        )
+        self.record_head((self._uploaded_head or ChainHead()).after(sealed.seal, sealed.seal_hash))
         failpoints.hit("after-head")
-        path = self._sealed_dir / f"{sealed.segment_seq:0{_SEQ_WIDTH}d}.seg"
+        path = self._sealed_path(sealed.segment_seq)
         try:
             path.unlink()
             _fsync_dir(self._sealed_dir)

@@ -7,7 +7,8 @@ the segment is done; different bytes mean another writer forked the stream,
 which stops the agent. Any other failure is retried forever with capped
 exponential backoff and jitter; :meth:`Uploader.wake` cuts a backoff short (at
 shutdown, so pending segments get an immediate last try). Before the first
-upload the bucket is checked for Object Lock.
+upload the bucket is checked for Object Lock, unless the agent could check it
+at start-up.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class Uploader:
         clock: Callable[[], datetime],
         metrics: AgentMetrics,
         backoff: Backoff | None = None,
+        bucket_checked: bool = False,
     ) -> None:
         self._store = store
         self._spool = spool
@@ -90,7 +92,7 @@ class Uploader:
         self._condition = threading.Condition()
         self._wake = threading.Event()
         self._stopping = False
-        self._bucket_checked = False
+        self._bucket_checked = bucket_checked
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
 

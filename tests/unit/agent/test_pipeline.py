@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,41 @@ def test_segments_keep_to_the_byte_limit_inside_a_request(tmp_path: Path) -> Non
         sizes.append(len(decompress_body(opened.body, opened.container)))
     assert len(sizes) > 4 and max(sizes) <= 1500
     assert verify(store) == ([], len(sizes), 42)
+
+
+@dataclass
+class CountingStore(MemoryStore):
+    """Counts the Object Lock checks."""
+
+    lock_checks: int = 0
+
+    def object_lock_enabled(self) -> bool:
+        self.lock_checks += 1
+        return super().object_lock_enabled()
+
+
+def test_bucket_checked_at_start_is_not_checked_again(tmp_path: Path) -> None:
+    store = CountingStore()
+    agent = make_agent(tmp_path, store)
+    agent.start()
+    submit(agent, 0, 10)
+    wait_for(lambda: store.puts == 1, what="the first upload")
+    assert agent.shutdown() == 0
+    assert store.lock_checks == 1
+
+
+def test_bucket_unreachable_at_start_is_checked_before_the_first_upload(tmp_path: Path) -> None:
+    store = CountingStore(locked=False, down=True)
+    agent = make_agent(tmp_path, store)
+    agent.start()
+    store.down = False
+    wait_for(lambda: agent.readiness() is None, what="head recovery")
+    submit(agent, 0, 10)
+    wait_for(agent.stopped.is_set, what="fatal stop")
+    assert isinstance(agent.fatal_error, ConfigurationError)
+    assert "Object Lock" in str(agent.fatal_error)
+    assert store.puts == 0
+    assert agent.shutdown() == 2
 
 
 class FlakySigner:

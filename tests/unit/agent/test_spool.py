@@ -119,12 +119,34 @@ def test_sealing_trims_wal_and_upload_moves_the_head(tmp_path: Path) -> None:
     used = spool.used_bytes()
     spool.mark_uploaded(first)
     assert spool.used_bytes() < used
+    assert spool.used_bytes() == used - first.size
     spool.close()
     spool, state = _open(tmp_path)
     spool.close()
     assert state.uploaded_head == ChainHead(1, first.seal_hash, 25, tick(0))
     assert [s.segment_seq for s in state.sealed] == [1]
     assert state.pending == []
+
+
+def test_an_empty_segment_keeps_the_newest_received_at(tmp_path: Path) -> None:
+    spool, _ = _open(tmp_path)
+    spool.initialize_head(ChainHead())
+    spool.append([_run(0, 3)])
+    sealer = StreamSealer(prefix="audit", stream="s1", signer=fixed_signer(), head=ChainHead())
+    first = spool.store_sealed(sealer.seal(_run(0, 3).sealed_lines(), tick(10)))
+    heartbeat = spool.store_sealed(sealer.seal([], tick(11)))
+    assert sealer.head == ChainHead(2, heartbeat.seal_hash, 3, tick(0))
+    spool.close()
+    spool, state = _open(tmp_path)
+    assert state.sealing_head == sealer.head
+    assert spool.used_bytes() == first.size + heartbeat.size
+    spool.mark_uploaded(first)
+    spool.mark_uploaded(heartbeat)
+    spool.close()
+    spool, state = _open(tmp_path)
+    spool.close()
+    assert state.sealed == []
+    assert state.uploaded_head == state.sealing_head == sealer.head
 
 
 def test_spool_belongs_to_one_stream_and_one_agent(tmp_path: Path) -> None:
