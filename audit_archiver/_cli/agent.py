@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from audit_archiver.config import AgentSettings, load_config_file, parse_listen
 from audit_archiver.errors import ConfigurationError
 
 _DEFAULTS = BatchLimits()
+_SETTING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(AgentSettings)}
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -83,19 +85,24 @@ def _default_workers() -> int:
 @_opt(
     "--spool-max-bytes",
     type=int,
-    default=1 << 30,
+    default=_SETTING_DEFAULTS["spool_max_bytes"],
     show_default=True,
     help="Above this the API answers 503 (backpressure).",
 )
-@_opt("--max-body-bytes", type=int, default=10 << 20, show_default=True)
+@_opt("--max-body-bytes", type=int, default=_SETTING_DEFAULTS["max_body_bytes"], show_default=True)
 @_opt(
     "--grace-period",
     type=float,
-    default=30.0,
+    default=_SETTING_DEFAULTS["grace_period"],
     show_default=True,
     help="Seconds to keep uploading after SIGTERM.",
 )
-@_opt("--compression", type=click.Choice(["zstd", "gzip"]), default="zstd", show_default=True)
+@_opt(
+    "--compression",
+    type=click.Choice(["zstd", "gzip"]),
+    default=_SETTING_DEFAULTS["compression"],
+    show_default=True,
+)
 @_opt("--stdin", is_flag=True, default=False, help="Also read NDJSON events from stdin.")
 @_opt("--tail", type=_PATH, help="Also follow this NDJSON file (survives rotation).")
 @_opt(

@@ -38,16 +38,9 @@ def check(
     store = S3Spec(name, region, endpoint_url).open()
     assert isinstance(store, S3Store)
     results = check_bucket(store.bucket_settings(), min_retention_days)
+    ok = all(r.ok for r in results)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "bucket": name,
-                    "ok": all(r.ok for r in results),
-                    "checks": [r.__dict__ for r in results],
-                }
-            )
-        )
+        click.echo(json.dumps({"bucket": name, "ok": ok, "checks": [r.__dict__ for r in results]}))
     else:
         click.echo(render_checks(name, results), nl=False)
-    sys.exit(0 if all(r.ok for r in results) else 1)
+    sys.exit(0 if ok else 1)

@@ -11,8 +11,6 @@ from contextlib import contextmanager
 
 import click
 
-from audit_archiver.storage.local_s3 import LocalS3Settings, start_local_s3
-
 
 @click.command("local-s3")
 @click.option(
@@ -43,6 +41,8 @@ def local_s3(host: str, port: int, bucket: str, retention_days: int) -> None:
     environment for clients, then runs until SIGTERM or SIGINT. Nothing is
     kept when it stops. Needs: pip install 'audit-archiver[local-s3]'.
     """
+    from audit_archiver.storage.local_s3 import LocalS3Settings, start_local_s3
+
     settings = LocalS3Settings(host=host, port=port, bucket=bucket, retention_days=retention_days)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     stop = threading.Event()

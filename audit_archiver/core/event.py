@@ -32,8 +32,6 @@ __all__ = [
     "encode_event",
     "encode_event_batch",
     "encode_request_body",
-    "parse_event_batch",
-    "parse_event_batch_numbered",
     "parse_event_line",
     "seal_event",
     "validate_event",
@@ -242,17 +240,16 @@ def seal_event(event: Mapping[str, Any], seq: int, received_at: str) -> bytes:
 def encode_event_batch(body: bytes) -> list[bytes]:
     """Parse, validate and canonically encode every event of a request body.
 
+    The body is NDJSON (one event per line; blank lines are ignored) or one
+    JSON array of events. All-or-nothing: the first bad event raises.
+
     Raises:
-        EventValidationError: naming the first bad line (see :func:`parse_event_batch`).
+        EventValidationError: naming the first bad event: ``line`` is its
+            1-based line number (array element index + 1 for arrays); or the
+            body holds no event.
     """
     if body.lstrip().startswith(b"["):
-        encoded = []
-        for number, event in parse_event_batch_numbered(body):
-            try:
-                encoded.append(encode_event(event))
-            except EventValidationError as e:
-                raise e.at_line(number) from e
-        return encoded
+        return _encode_array(body)
     return _encode_ndjson(body)
 
 
@@ -291,51 +288,24 @@ def _encode_ndjson(body: bytes) -> list[bytes]:
     return encoded
 
 
-def parse_event_batch(body: bytes) -> list[dict[str, Any]]:
-    """Parse a request body into validated events (see :func:`parse_event_batch_numbered`).
+def _encode_array(body: bytes) -> list[bytes]:
+    """:func:`encode_event_batch` for a body that is one JSON array of events.
 
     Raises:
-        EventValidationError: a line is invalid, or the body holds no event.
+        EventValidationError: naming the first bad element.
     """
-    return [event for _, event in parse_event_batch_numbered(body)]
-
-
-def parse_event_batch_numbered(body: bytes) -> list[tuple[int, dict[str, Any]]]:
-    """Parse a request body: NDJSON (one event per line) or one JSON array of events.
-
-    Blank lines are ignored. All-or-nothing: the first bad event raises.
-
-    Raises:
-        EventValidationError: a line (or array element) is invalid; ``line`` is
-            its 1-based line number (array element index + 1 for arrays), or
-            the body holds no event.
-    """
-    stripped = body.lstrip()
-    may_hold_long_number = _may_hold_long_number(body)
-    if stripped.startswith(b"["):
+    try:
+        items = _loads(body, may_hold_long_number=_may_hold_long_number(body))
+    except EventValidationError as e:
+        raise EventValidationError(f"not a JSON array ({e.reason})", line=1) from e
+    if not isinstance(items, list):
+        raise EventValidationError("not a JSON array", line=1)
+    encoded = []
+    for index, item in enumerate(items, start=1):
         try:
-            items = _loads(body, may_hold_long_number=may_hold_long_number)
+            encoded.append(encode_event(validate_event(item)))
         except EventValidationError as e:
-            raise EventValidationError(f"not a JSON array ({e.reason})", line=1) from e
-        if not isinstance(items, list):
-            raise EventValidationError("not a JSON array", line=1)
-        events = []
-        for index, item in enumerate(items, start=1):
-            try:
-                events.append((index, validate_event(item)))
-            except EventValidationError as e:
-                raise e.at_line(index) from e
-    else:
-        events = []
-        for number, raw in enumerate(body.split(b"\n"), start=1):
-            if not raw.strip():
-                continue
-            try:
-                events.append(
-                    (number, validate_event(_loads(raw, may_hold_long_number=may_hold_long_number)))
-                )
-            except EventValidationError as e:
-                raise e.at_line(number) from e
-    if not events:
+            raise e.at_line(index) from e
+    if not encoded:
         raise EventValidationError("the body holds no event")
-    return events
+    return encoded

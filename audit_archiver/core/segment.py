@@ -24,7 +24,7 @@ import hashlib
 import json
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import zstandard
@@ -60,7 +60,6 @@ _GZIP_EMPTY_TRAILER = b"\x03\x00" + b"\x00" * 8
 _GZIP_SUBFIELD_ID = b"AS"
 MAX_SEAL_BLOCK = 65535 - 4
 DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -107,43 +106,27 @@ def compress_body(raw: bytes, compression: str, *, level: int = 3) -> bytes:
     raise ValueError(f"unknown compression {compression!r}")
 
 
-def iter_decompressed(
+def decompress_body(
     body: bytes, compression: str, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
-) -> Iterator[bytes]:
-    """Yield the decompressed body in chunks, refusing to inflate past ``max_bytes``.
+) -> bytes:
+    """Decompress a whole body, refusing to inflate past ``max_bytes``.
 
     A zstd body is exactly one frame that declares its content size (checked
-    against ``max_bytes`` before inflating); a gzip body is one member.
+    against ``max_bytes`` before inflating); a gzip body is exactly one member.
 
     Raises:
-        MalformedSegmentError: corrupt or truncated data, or a body that would
-            exceed ``max_bytes`` (a decompression bomb).
+        MalformedSegmentError: corrupt, truncated or trailing data, an unknown
+            compression, or a body that would exceed ``max_bytes`` (a
+            decompression bomb).
     """
-    total = 0
     try:
         if compression == "zstd":
-            yield _decompress_zstd_frame(body, max_bytes)
-            return
+            return _decompress_zstd_frame(body, max_bytes)
         if compression == "gzip":
-            unpacker = zlib.decompressobj(31)
-            pending = body
-            while True:
-                chunk = unpacker.decompress(pending, _CHUNK)
-                total += len(chunk)
-                if total > max_bytes:
-                    raise MalformedSegmentError(f"body inflates past {max_bytes} bytes")
-                if chunk:
-                    yield chunk
-                pending = unpacker.unconsumed_tail
-                if unpacker.eof:
-                    if unpacker.unused_data:
-                        raise MalformedSegmentError("data after the gzip body")
-                    return
-                if not pending and not chunk:
-                    raise MalformedSegmentError("truncated gzip body")
-        raise MalformedSegmentError(f"unknown compression {compression!r}")
+            return _decompress_gzip_member(body, max_bytes)
     except (zstandard.ZstdError, zlib.error) as e:
         raise MalformedSegmentError(f"cannot decompress body: {e}") from e
+    raise MalformedSegmentError(f"unknown compression {compression!r}")
 
 
 def _decompress_zstd_frame(body: bytes, max_bytes: int) -> bytes:
@@ -164,15 +147,17 @@ def _decompress_zstd_frame(body: bytes, max_bytes: int) -> bytes:
     return raw
 
 
-def decompress_body(
-    body: bytes, compression: str, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
-) -> bytes:
-    """Decompress a whole body, refusing to inflate past ``max_bytes``.
-
-    Raises:
-        MalformedSegmentError: corrupt, truncated or oversized body.
-    """
-    return b"".join(iter_decompressed(body, compression, max_bytes=max_bytes))
+def _decompress_gzip_member(body: bytes, max_bytes: int) -> bytes:
+    """Decompress exactly one gzip member, stopping one byte past ``max_bytes``."""
+    unpacker = zlib.decompressobj(31)
+    raw = unpacker.decompress(body, max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise MalformedSegmentError(f"body inflates past {max_bytes} bytes")
+    if not unpacker.eof:
+        raise MalformedSegmentError("truncated gzip body")
+    if unpacker.unused_data:
+        raise MalformedSegmentError("data after the gzip body")
+    return raw
 
 
 def _frame_seal_block(block: bytes, compression: str) -> bytes:

@@ -8,9 +8,10 @@ can run it right after provisioning (see terraform/).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from audit_archiver.storage.s3 import BucketSettings
+if TYPE_CHECKING:
+    from audit_archiver.storage.s3 import BucketSettings
 
 __all__ = ["CheckResult", "check_bucket", "render_checks"]
 
@@ -49,6 +50,7 @@ def check_bucket(settings: BucketSettings, min_retention_days: int) -> list[Chec
     """Evaluate every check against the bucket's settings."""
     days = settings.default_retention_days
     blocks = settings.public_access_block
+    tls_only = _denies_insecure_transport(settings.bucket_policy)
     return [
         CheckResult(
             "object-lock",
@@ -89,9 +91,9 @@ def check_bucket(settings: BucketSettings, min_retention_days: int) -> list[Chec
         ),
         CheckResult(
             "tls-only-policy",
-            _denies_insecure_transport(settings.bucket_policy),
+            tls_only,
             "bucket policy denies requests without TLS (aws:SecureTransport)"
-            if _denies_insecure_transport(settings.bucket_policy)
+            if tls_only
             else "no bucket policy statement denies non-TLS requests",
         ),
     ]

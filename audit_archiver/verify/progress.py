@@ -1,7 +1,8 @@
 """Progress of a long verify run on stderr (stdout stays clean for --json).
 
 A tqdm bar when stderr is a terminal; otherwise a plain line every few seconds,
-and nothing at all for runs shorter than that.
+and nothing at all for runs shorter than that. The bar is removed when the last
+segment is reported, so it never sits in front of the report.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ class ProgressReporter:
         now = time.monotonic()
         if self._tty:
             if self._bar is None:
-                if now - self._started < 1.0:
+                if now - self._started < 1.0 or done >= total:
                     return
                 self._bar = tqdm(total=total, unit="seg", file=self._stream, leave=False)
             self._bar.n = done
             self._bar.set_postfix_str(f"{events:,} events", refresh=False)
             self._bar.refresh()
+            if done >= total:
+                self.close()
             return
         if now - self._last >= self._interval:
             self._last = now
@@ -51,3 +54,4 @@ class ProgressReporter:
         """Remove the bar, if one was drawn."""
         if self._bar is not None:
             self._bar.close()
+            self._bar = None

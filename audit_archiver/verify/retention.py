@@ -10,8 +10,9 @@ in the seal, or 1 day. A legal hold is reported as a notice.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
+from audit_archiver.core.encoding import parse_rfc3339
 from audit_archiver.core.seal import Seal
 from audit_archiver.storage.base import ObjectInfo
 from audit_archiver.verify.problems import Notice, Problem
@@ -55,7 +56,7 @@ def check_retention(
     if seal is None:
         return problems, notices
     days = min_days if min_days is not None else (seal.retention_days or 1)
-    sealed = datetime.fromisoformat(seal.sealed_at.replace("Z", "+00:00"))
+    sealed = parse_rfc3339(seal.sealed_at)
     required = (sealed + timedelta(days=days)).replace(microsecond=0)
     if info.retain_until < required:
         problems.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,7 +74,7 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
         since = parse_rfc3339(settings.since) if settings.since else None
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
-    workers = settings.workers or default_workers()
+    workers = default_workers() if settings.workers is None else settings.workers
     checks = [
         (workers >= 1, "--workers must be at least 1"),
         (
@@ -91,10 +92,8 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
             raise ConfigurationError(message)
     spec, source, base = _source(settings)
     state = load_state(settings.state, source) if settings.state else {}
-    options = VerifyOptions(
-        key_base=base.key_base,
-        seal_prefix=base.seal_prefix,
-        check_bucket=base.check_bucket,
+    options = dataclasses.replace(
+        base,
         streams=settings.streams,
         workers=workers,
         min_retention_days=settings.min_retention_days,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from audit_archiver.core.line import parse_line_header
-from audit_archiver.core.merkle import root_from_leaf_hashes
+from audit_archiver.core.merkle import root_of_lines
 from audit_archiver.core.seal import Seal, parse_seal, signing_message
 from audit_archiver.core.segment import DEFAULT_MAX_BODY_BYTES, decompress_body, open_segment
 from audit_archiver.core.signing import TrustedKey
@@ -87,14 +87,13 @@ def _check_lines(seal: Seal, raw: bytes, out: _Findings) -> int:
     lines = raw.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
-    sha = hashlib.sha256
-    root = root_from_leaf_hashes(sha(b"\x00" + line).digest() for line in lines)
-    if root.hex() != seal.merkle_root:
+    root = root_of_lines(lines).hex()
+    if root != seal.merkle_root:
         out.add(
             "merkle_mismatch",
             "Merkle root of the event lines differs from the seal",
             expected=seal.merkle_root,
-            found=root.hex(),
+            found=root,
         )
     first_time = last_time = None
     bad_lines: list[int] = []

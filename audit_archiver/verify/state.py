@@ -54,6 +54,8 @@ def load_state(path: Path, source: str) -> dict[str, StreamHead]:
         return {}
     try:
         data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
         if data.get("version") != _VERSION:
             raise ValueError(f"unsupported state version {data.get('version')!r}")
         if data.get("source") != source:
@@ -63,7 +65,7 @@ def load_state(path: Path, source: str) -> dict[str, StreamHead]:
         return {name: StreamHead(**head) for name, head in data["streams"].items()}
     except ConfigurationError:
         raise
-    except (OSError, ValueError, TypeError, KeyError) as e:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
         raise ConfigurationError(f"cannot read state file {path}: {e}") from e
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from audit_archiver.core.encoding import format_timestamp
-from audit_archiver.core.layout import SegmentKey, parse_segment_key
+from audit_archiver.core.layout import SegmentKey, parse_segment_key, segment_key, validate_prefix
 from audit_archiver.core.segment import DEFAULT_MAX_BODY_BYTES
 from audit_archiver.core.signing import TrustedKey
 from audit_archiver.storage.base import ObjectStore, ObjectVersion
@@ -68,6 +68,15 @@ class VerifyOptions:
     since: datetime | None = None
     now: datetime | None = None
     state: Mapping[str, StreamHead] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse a seal prefix no writer could have used.
+
+        Raises:
+            ValueError: ``seal_prefix`` is not a valid key prefix.
+        """
+        if self.seal_prefix is not None:
+            validate_prefix(self.seal_prefix)
 
 
 @dataclass
@@ -223,10 +232,12 @@ class Verifier:
         return streams
 
     def _task(self, location: SegmentKey, version: ObjectVersion) -> SegmentTask:
+        seal_prefix = self._options.seal_prefix
         expected = None
-        if self._options.seal_prefix is not None:
-            base = f"{self._options.seal_prefix}/" if self._options.seal_prefix else ""
-            expected = f"{base}{location.stream}/{version.key.rsplit('/', 1)[-1]}"
+        if seal_prefix is not None:
+            expected = segment_key(
+                seal_prefix, location.stream, location.segment_seq, location.compression
+            )
         return SegmentTask(
             version.key, version.version_id, location.stream, location.segment_seq, expected
         )
@@ -292,14 +303,14 @@ class Verifier:
             done += 1
             events += result.events
             report.notices += result.notices
+            if self._progress is not None:
+                self._progress(done, len(tasks), events)
             saved = self._options.state.get(result.stream)
             if saved is not None and result.segment_seq == saved.segment_seq:
                 self._compare_head(saved, result, report)
                 continue
             report.problems += result.problems
             chains[result.stream].add(result)
-            if self._progress is not None:
-                self._progress(done, len(tasks), events)
 
     def _spec_or_default(self) -> StoreSpec | ObjectStore:
         return self._spec if self._spec is not None else self._store

@@ -90,9 +90,7 @@ def _check_one(task: SegmentTask, settings: CheckSettings) -> SegmentResult:
     try:
         data, info = store.fetch(task.key, task.version_id)
     except (ObjectNotFoundError, TransportChecksumError) as e:
-        kind = (
-            "checksum_mismatch" if isinstance(e, TransportChecksumError) else ("malformed_segment")
-        )
+        kind = "checksum_mismatch" if isinstance(e, TransportChecksumError) else "malformed_segment"
         problem = Problem(
             kind,
             task.key,

@@ -192,3 +192,29 @@ def test_memoized_checks_answer_the_same_every_time(field: str, good: str, bad: 
             validate_event({**VALID, field: bad})
     with pytest.raises(EventValidationError, match=field):
         validate_event({**VALID, field: good + " " * 100})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[]", "the body holds no event"),
+        (b" \n\n ", "the body holds no event"),
+        (b'[{"actor":"a","action":"b","resource":"c"},5]', "line 2: event must be a JSON object"),
+        (b'[{"actor":"a","action":"b","resource":"c"}', "line 1: not a JSON array"),
+        (b'{"actor":"a","action":"b","resource":"c"}\n\n{"actor":"a"}', "line 3: field 'action'"),
+    ],
+)
+def test_bad_bodies_name_the_first_bad_event(body: bytes, message: str) -> None:
+    with pytest.raises(EventValidationError, match=message):
+        encode_event_batch(body)
+
+
+def test_array_and_ndjson_bodies_encode_alike() -> None:
+    events = [{"actor": "a", "action": "b", "resource": {"id": str(i)}} for i in range(3)]
+    as_array = json.dumps(events).encode()
+    as_ndjson = b"\n".join(json.dumps(e).encode() for e in events)
+    assert (
+        encode_event_batch(as_array)
+        == encode_event_batch(as_ndjson)
+        == [json.dumps(e, sort_keys=True, separators=(",", ":")).encode() for e in events]
+    )

@@ -14,6 +14,7 @@ from audit_archiver.core.line import EncodedEvents, EventRun
 from audit_archiver.core.seal import GENESIS_HASH, parse_seal, signing_message
 from audit_archiver.core.segment import (
     build_segment,
+    compress_body,
     decompress_body,
     open_segment,
     prepare_body,
@@ -135,3 +136,14 @@ def test_runs_prepare_the_same_body_as_their_sealed_lines() -> None:
     assert prepare_runs_body([], 13, "gzip").event_count == 0
     with pytest.raises(ValueError, match="run starts at seq 8, expected 7"):
         prepare_runs_body([_run(4, 3), _run(8, 5)], 4, "zstd")
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_decompress_stops_at_the_size_limit(compression: str) -> None:
+    raw = b"x" * 10_000
+    body = compress_body(raw, compression)
+    assert decompress_body(body, compression, max_bytes=len(raw)) == raw
+    with pytest.raises(MalformedSegmentError, match=f"inflates past {len(raw) - 1} bytes"):
+        decompress_body(body, compression, max_bytes=len(raw) - 1)
+    with pytest.raises(MalformedSegmentError, match="unknown compression"):
+        decompress_body(body, "lz4")

@@ -237,6 +237,8 @@ def test_wrong_prefix_is_a_key_mismatch(archive: Path) -> None:
     assert kinds(report) == [("key_mismatch", S0), ("key_mismatch", S1), ("key_mismatch", S2)]
     assert report.problems[0].expected == "elsewhere/" + S0
     assert verify_dir(archive, prefix=None).ok
+    with pytest.raises(ValueError, match="invalid prefix"):
+        VerifyOptions(seal_prefix="elsewhere/")
 
 
 def test_unexpected_objects(archive: Path) -> None:

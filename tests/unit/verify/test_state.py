@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from audit_archiver.errors import ConfigurationError
+from audit_archiver.verify.state import StreamHead, load_state, save_state
+
+HEAD = StreamHead("audit/s/000000000002.ndjson.zst", "v3", 2, "ab" * 32, 12, None, "2026-x")
+
+
+def test_state_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    assert load_state(path, "s3://b/audit") == {}
+    save_state(path, "s3://b/audit", {"s": HEAD})
+    assert load_state(path, "s3://b/audit") == {"s": HEAD}
+    with pytest.raises(ConfigurationError, match="records 's3://b/audit'"):
+        load_state(path, "s3://other/audit")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        "[]",
+        '"text"',
+        json.dumps({"version": 2, "source": "x", "streams": {}}),
+        json.dumps({"version": 1, "source": "x", "streams": []}),
+        json.dumps({"version": 1, "source": "x", "streams": {"s": {"key": "k"}}}),
+    ],
+)
+def test_malformed_state_is_a_configuration_error(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    with pytest.raises(ConfigurationError, match="cannot read state file"):
+        load_state(path, "x")
