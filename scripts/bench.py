@@ -27,21 +27,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import boto3
+from audit_archiver.storage.local_s3 import DUMMY_ENVIRONMENT, create_locked_bucket, local_client
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin" / "audit-archiver"
-ENV = {
-    **os.environ,
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-os.environ.update(
-    {k: ENV[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-)
+# The agent, S3Store.connect and the spawned baseline workers all read these.
+os.environ.update(DUMMY_ENVIRONMENT)
+ENV = dict(os.environ)
 
 
 class LocalS3:
@@ -54,17 +49,10 @@ class LocalS3:
         assert self.process.stdout is not None
         banner = self.process.stdout.readline()
         self.endpoint = re.search(r"(http://\S+)", banner).group(1)  # type: ignore[union-attr]
-        self.client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
+        self.client = local_client(self.endpoint)
 
     def new_bucket(self, name: str) -> str:
-        self.client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-        self.client.put_object_lock_configuration(
-            Bucket=name,
-            ObjectLockConfiguration={
-                "ObjectLockEnabled": "Enabled",
-                "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
-            },
-        )
+        create_locked_bucket(self.client, name, retention_days=1)
         return name
 
     def stop(self) -> None:
@@ -148,13 +136,11 @@ def agent_round(s3: LocalS3, events: int, clients: int, work: Path) -> dict[str,
             "warning",
         ],
         stderr=log,
-        env={**ENV, "AUDIT_ARCHIVER_LOG_LEVEL": "warning"},
+        env=ENV,
     )
 
     def port() -> int | None:
-        for conn in _listening_ports(agent.pid):
-            return conn
-        return None
+        return next(iter(_listening_ports(agent.pid)), None)
 
     _wait(lambda: port() is not None or agent.poll() is not None, 60)
     listen = port()
@@ -193,11 +179,9 @@ def agent_round(s3: LocalS3, events: int, clients: int, work: Path) -> dict[str,
             reader.close()
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(clients) as pool:
+        for running in [pool.submit(client) for _ in range(clients)]:
+            running.result()  # a client that failed fails the round
     acked = time.perf_counter() - started
     _wait(
         lambda: (
@@ -206,10 +190,12 @@ def agent_round(s3: LocalS3, events: int, clients: int, work: Path) -> dict[str,
         )
     )
     durable = time.perf_counter() - started
+    assert _metric(listen, "audit_archiver_events_accepted_total") == events
     rss = _peak_rss_kib(agent.pid)
     workers_rss = sum(_peak_rss_kib(child) for child in _children(agent.pid))
     agent.send_signal(signal.SIGTERM)
-    agent.wait(60)
+    assert agent.wait(60) == 0, (work / "agent.log").read_text()
+    log.close()
     objects = [
         s3.client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
         for o in s3.client.list_objects_v2(Bucket=bucket)["Contents"]
@@ -316,11 +302,12 @@ def _store_segments(s3: LocalS3, bucket: str, segments: int, per_segment: int) -
     from audit_archiver.keys import generate_key_pair, load_signer
     from audit_archiver.storage.s3 import S3Store
 
-    keys = Path(tempfile.mkdtemp()) / "keys"
-    generate_key_pair(keys)
-    signer = load_signer(keys / "signing.key")
-    (ROOT / ".bench").mkdir(exist_ok=True)
-    shutil.copy(keys / "signing.pub", ROOT / ".bench" / "verify.pub")
+    with tempfile.TemporaryDirectory() as tmp:  # a throwaway key: keep no copy of it
+        keys = Path(tmp) / "keys"
+        generate_key_pair(keys)
+        signer = load_signer(keys / "signing.key")
+        (ROOT / ".bench").mkdir(exist_ok=True)
+        shutil.copy(keys / "signing.pub", ROOT / ".bench" / "verify.pub")
     store = S3Store.connect(bucket, region="us-east-1", endpoint_url=s3.endpoint)
     sealer = StreamSealer(
         prefix="bench", stream="s1", signer=signer, head=ChainHead(), retention_days=1
@@ -341,7 +328,6 @@ def _store_segments(s3: LocalS3, bucket: str, segments: int, per_segment: int) -
 def _baseline_chunk(args: tuple[str, str, list[str], bool, int]) -> tuple[int, int]:
     """Download a chunk of objects; hash them (b) or decompress + Merkle root (a)."""
     import hashlib
-    from concurrent.futures import ThreadPoolExecutor
 
     from audit_archiver.core.merkle import root_of_lines
     from audit_archiver.core.segment import decompress_body, open_segment
@@ -485,6 +471,8 @@ def main() -> None:
     verify.add_argument("--workers", type=int, default=16)
     verify.set_defaults(run=bench_verify)
     args = parser.parse_args()
+    if args.which == "agent" and (args.events < 1000 or args.events % 1000):
+        parser.error("--events: a positive multiple of 1000 (events go in 1,000-event requests)")
     args.run(args)
 
 

@@ -6,6 +6,7 @@ Everything runs on loopback; nothing needs an AWS account. Run it with
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -17,16 +18,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
+
+from audit_archiver.storage.local_s3 import DUMMY_ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin" / "audit-archiver"
 WORK = ROOT / ".demo"
-ENV = {
-    **os.environ,
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+ENV = {**os.environ, **DUMMY_ENVIRONMENT}
 
 
 def step(text: str) -> None:
@@ -37,7 +36,7 @@ def wait_for(condition, what: str, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while not (result := condition()):
         if time.monotonic() > deadline:
-            sys.exit(f"demo: timed out waiting for {what}")
+            sys.exit(f"demo: timed out waiting for {what} (logs: {WORK})")
         time.sleep(0.05)
     return result
 
@@ -103,67 +102,45 @@ def run(endpoint: str, bucket: str) -> int:
     (WORK / "token").write_text(token)
 
     step("3. the agent (batches of 100 events, 7-day COMPLIANCE retention)")
-    log = open(WORK / "agent.log", "w+")  # noqa: SIM115
-    agent = subprocess.Popen(
-        [
-            str(BIN),
-            "agent",
-            "--bucket",
-            bucket,
-            "--prefix",
-            "audit",
-            "--stream",
-            "billing-1",
-            "--signing-key",
-            str(WORK / "keys" / "signing.key"),
-            "--retention-days",
-            "7",
-            "--spool",
-            str(WORK / "spool"),
-            "--listen",
-            "127.0.0.1:0",
-            "--token-file",
-            str(WORK / "token"),
-            "--endpoint-url",
-            endpoint,
-            "--batch-max-events",
-            "100",
-            "--batch-max-age",
-            "2",
-        ],
-        stderr=log,
-        env=ENV,
-    )
-
-    def listening_port() -> int | None:
-        log.seek(0)
-        for line in log:
-            entry = json.loads(line)
-            if entry.get("msg") == "listening":
-                return int(entry["address"].rsplit(":", 1)[1])
-        return None
-
-    port = wait_for(listening_port, "the agent to listen")
-    wait_for(lambda: request(port, "GET", "/readyz")[0] == 200, "the agent to be ready")
-    print(f"agent listening on 127.0.0.1:{port}")
-
-    step("4. 350 sample events over HTTP, in 7 requests")
-    for n in range(7):
-        status, body = request(port, "POST", "/v1/events", sample_events(n * 50, 50), token)
-        print(f"POST /v1/events -> {status} {body.decode()}")
-    status, body = request(port, "POST", "/v1/events", b'{"actor":"x","action":"y"}\n', token)
-    print(f"a bad event     -> {status} {body.decode()}")
-
-    step("5. SIGTERM: seal the partial batch, upload, exit")
-    agent.send_signal(signal.SIGTERM)
-    print(f"agent exit status {agent.wait(60)}")
-    log.seek(0)
-    uploads = [json.loads(x) for x in log if '"uploaded segment"' in x]
-    for entry in uploads:
-        print(
-            f"  uploaded {entry['key']} ({entry['bytes']} bytes, retain until"
-            f" {entry['retain_until'][:19]})"
+    with open(WORK / "agent.log", "w+") as log:
+        agent = subprocess.Popen(
+            [
+                str(BIN),
+                "agent",
+                "--bucket",
+                bucket,
+                "--prefix",
+                "audit",
+                "--stream",
+                "billing-1",
+                "--signing-key",
+                str(WORK / "keys" / "signing.key"),
+                "--retention-days",
+                "7",
+                "--spool",
+                str(WORK / "spool"),
+                "--listen",
+                "127.0.0.1:0",
+                "--token-file",
+                str(WORK / "token"),
+                "--endpoint-url",
+                endpoint,
+                "--batch-max-events",
+                "100",
+                "--batch-max-age",
+                "2",
+            ],
+            stderr=log,
+            env=ENV,
         )
+        try:
+            agent_status = send_events(agent, log, token)
+        finally:
+            if agent.poll() is None:  # the demo stopped half-way: leave no agent behind
+                agent.kill()
+                agent.wait(30)
+    if agent_status != 0:
+        return agent_status
 
     step("6. verify the bucket")
     result = subprocess.run(
@@ -184,6 +161,44 @@ def run(endpoint: str, bucket: str) -> int:
     )
     print(f"verify exit status {result.returncode} (0 = the archive is whole)")
     return result.returncode
+
+
+def send_events(agent: subprocess.Popen[bytes], log: TextIO, token: str) -> int:
+    """Steps 3 to 5: wait for the agent, send it events, SIGTERM; return its exit status."""
+
+    def listening_port() -> int | None:
+        log.seek(0)
+        for line in log:
+            # skip a line the agent is still writing, or one that is not a log record
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if entry.get("msg") == "listening":
+                    return int(entry["address"].rsplit(":", 1)[1])
+        return None
+
+    port = wait_for(listening_port, "the agent to listen")
+    wait_for(lambda: request(port, "GET", "/readyz")[0] == 200, "the agent to be ready")
+    print(f"agent listening on 127.0.0.1:{port}")
+
+    step("4. 350 sample events over HTTP, in 7 requests")
+    for n in range(7):
+        status, body = request(port, "POST", "/v1/events", sample_events(n * 50, 50), token)
+        print(f"POST /v1/events -> {status} {body.decode()}")
+    status, body = request(port, "POST", "/v1/events", b'{"actor":"x","action":"y"}\n', token)
+    print(f"a bad event     -> {status} {body.decode()}")
+
+    step("5. SIGTERM: seal the partial batch, upload, exit")
+    agent.send_signal(signal.SIGTERM)
+    status = agent.wait(60)
+    print(f"agent exit status {status}")
+    log.seek(0)
+    uploads = [json.loads(x) for x in log if '"uploaded segment"' in x]
+    for entry in uploads:
+        print(
+            f"  uploaded {entry['key']} ({entry['bytes']} bytes, retain until"
+            f" {entry['retain_until'][:19]})"
+        )
+    return status
 
 
 if __name__ == "__main__":

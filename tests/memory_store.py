@@ -15,14 +15,18 @@ from audit_archiver.storage.base import ObjectInfo, ObjectVersion
 @dataclass
 class _Version:
     version_id: str
-    data: bytes | None  # None: delete marker
+    data: bytes
     retain_until: datetime | None
     modified: datetime
 
 
 @dataclass
 class MemoryStore:
-    """Keys map to version lists (oldest first). ``down`` makes every call fail."""
+    """Keys map to version lists (oldest first). ``down`` makes every call fail.
+
+    ``put_new`` never overwrites, so each list holds one version; the lists keep
+    the shape of a versioned bucket for the tests that read ``objects``.
+    """
 
     locked: bool = True
     down: bool = False
@@ -43,33 +47,22 @@ class MemoryStore:
         self._check()
         with self._lock:
             versions = self.objects.setdefault(key, [])
-            if versions and versions[-1].data is not None:
+            if versions:
                 raise ObjectExistsError(key)
             version = _Version(f"v{next(self._ids)}", data, retain_until, datetime.now(UTC))
             versions.append(version)
             self.puts += 1
         return ObjectInfo(key, version.version_id, len(data), "COMPLIANCE", retain_until)
 
-    def put_version(self, key: str, data: bytes | None) -> None:
-        """What an attacker (or a plain PutObject/DeleteObject) does: a new version or marker."""
-        self.objects.setdefault(key, []).append(
-            _Version(f"v{next(self._ids)}", data, None, datetime.now(UTC))
-        )
-
     def _find(self, key: str, version_id: str | None) -> _Version:
-        versions = self.objects.get(key, [])
-        for version in reversed(versions):
+        for version in reversed(self.objects.get(key, [])):
             if version_id is None or version.version_id == version_id:
-                if version.data is None:
-                    break
                 return version
         raise ObjectNotFoundError(key)
 
     def get(self, key: str, version_id: str | None = None) -> bytes:
         self._check()
-        data = self._find(key, version_id).data
-        assert data is not None
-        return data
+        return self._find(key, version_id).data
 
     def fetch(self, key: str, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
         return self.get(key, version_id), self.head(key, version_id)
@@ -77,7 +70,6 @@ class MemoryStore:
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
         self._check()
         version = self._find(key, version_id)
-        assert version.data is not None
         return ObjectInfo(
             key, version.version_id, len(version.data), "COMPLIANCE", version.retain_until
         )
@@ -91,7 +83,7 @@ class MemoryStore:
                     key,
                     version.version_id,
                     index == len(versions) - 1,
-                    version.data is None,
+                    False,
                     version.modified,
-                    len(version.data or b""),
+                    len(version.data),
                 )

@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from tests.helpers import wait_for
 from tests.integration.cli import BIN
+from tests.s3server import s3_client
 
 TOKEN = "integration-test-token-0123456789"
 
@@ -187,7 +186,7 @@ def ndjson(first: int, count: int, pad: int = 0) -> bytes:
 
 def download_latest(endpoint: str, bucket: str, prefix: str, dest: Path) -> list[str]:
     """Download the latest version of every object under ``prefix/`` like ``aws s3 sync``."""
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client = s3_client(endpoint)
     keys = []
     for page in client.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=prefix + "/"
@@ -212,6 +211,7 @@ class FlakyProxy:
         probe.close()
         self._server: socket.socket | None = None
         self._open: list[socket.socket] = []
+        self._lock = threading.Lock()  # down() must not miss a connection being accepted
 
     @property
     def url(self) -> str:
@@ -226,20 +226,21 @@ class FlakyProxy:
         threading.Thread(target=self._accept, args=(server,), daemon=True).start()
 
     def down(self) -> None:
-        if self._server is not None:
+        with self._lock:
+            server, self._server = self._server, None
+            open_connections, self._open = self._open, []
+        if server is not None:
             try:
-                self._server.shutdown(socket.SHUT_RDWR)
+                server.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            self._server.close()
-            self._server = None
-        for conn in self._open:
+            server.close()
+        for conn in open_connections:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             conn.close()
-        self._open = []
 
     def _accept(self, server: socket.socket) -> None:
         while True:
@@ -252,7 +253,12 @@ class FlakyProxy:
             except OSError:
                 client.close()
                 continue
-            self._open += [client, upstream]
+            with self._lock:
+                if self._server is not server:  # switched off meanwhile
+                    client.close()
+                    upstream.close()
+                    return
+                self._open += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 

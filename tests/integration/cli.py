@@ -8,22 +8,18 @@ import sys
 from pathlib import Path
 
 BIN = Path(sys.executable).with_name("audit-archiver")
+TIMEOUT_SECONDS = 120
 
 
 def run_cli(
-    *args: str | Path,
-    stdin: bytes | None = None,
-    env: dict[str, str] | None = None,
-    timeout: float = 120,
+    *args: str | Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI with ``args``; return the finished process (text output)."""
-    merged = {**os.environ, **(env or {})}
     return subprocess.run(
         [str(BIN), *map(str, args)],
-        input=stdin,
         capture_output=True,
-        timeout=timeout,
-        env=merged,
+        timeout=TIMEOUT_SECONDS,
+        env={**os.environ, **(env or {})},
         check=False,
-        text=stdin is None,
+        text=True,
     )

@@ -9,9 +9,11 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+import zstandard
 
 from tests.helpers import wait_for
 from tests.integration.agent_process import (
@@ -40,20 +42,28 @@ def launch(agents: list[AgentProcess], *args: object, **kwargs: object) -> Agent
     return agent
 
 
-def verify_bucket(endpoint: str, bucket: str, public_key: Path, dest: Path) -> dict[str, object]:
+def verify_bucket(endpoint: str, bucket: str, public_key: Path, dest: Path) -> dict[str, Any]:
+    """Download the archive to ``dest`` and run ``verify --local-dir --json`` on it."""
     download_latest(endpoint, bucket, "audit", dest)
     result = run_cli(
         "verify", "--local-dir", dest, "--prefix", "audit", "--public-key", public_key, "--json"
     )
+    assert result.returncode in (0, 1), result.stderr
     report = json.loads(result.stdout)
     assert result.returncode == (0 if report["ok"] else 1)
     return report
 
 
-def seqs_in_bucket(endpoint: str, bucket: str, dest: Path) -> list[int]:
-    import zstandard
+def archived_events(
+    endpoint: str, bucket: str, public_key: Path, dest: Path
+) -> list[dict[str, Any]]:
+    """Every event line in the bucket, in key order, once the archive has verified.
 
-    download_latest(endpoint, bucket, "audit", dest)
+    The lines are read as ``zstd -dc`` would (the seal frame is skipped), not
+    through the project's own segment reader.
+    """
+    report = verify_bucket(endpoint, bucket, public_key, dest)
+    assert report["ok"], report["problems"]
     found = []
     for path in sorted(dest.rglob("*.zst")):
         raw = (
@@ -61,8 +71,13 @@ def seqs_in_bucket(endpoint: str, bucket: str, dest: Path) -> list[int]:
             .stream_reader(path.read_bytes(), read_across_frames=True)
             .read()
         )
-        found += [json.loads(line)["seq"] for line in raw.splitlines()]
+        found += [json.loads(line) for line in raw.splitlines()]
     return found
+
+
+def seqs_in_bucket(endpoint: str, bucket: str, public_key: Path, dest: Path) -> list[int]:
+    """The ``seq`` of every archived event (see :func:`archived_events`)."""
+    return [event["seq"] for event in archived_events(endpoint, bucket, public_key, dest)]
 
 
 def test_round_trip_with_compliance_retention(
@@ -152,7 +167,7 @@ def test_a_killed_worker_process_does_not_stop_ingest(
     assert agent.terminate() == 0
     warnings = [e["msg"] for e in agent.logs if e["level"] == "warning"]
     assert "worker processes are gone; encoding and sealing in the main process" in warnings
-    assert seqs_in_bucket(endpoint, bucket, tmp_path / "copy") == list(range(65))
+    assert seqs_in_bucket(endpoint, bucket, agent.public_key, tmp_path / "copy") == list(range(65))
 
 
 @pytest.mark.parametrize("point", ["before-ack", "after-seal", "after-put", "after-head"])
@@ -183,10 +198,10 @@ def test_sigkill_at_each_step_loses_nothing(
     ).start()
     restarted.wait_ready()
     assert restarted.terminate() == 0
-    found = seqs_in_bucket(endpoint, bucket, tmp_path / "copy")
+    # seqs_in_bucket also asserts that the archive verifies.
+    found = seqs_in_bucket(endpoint, bucket, restarted.public_key, tmp_path / "copy")
     assert found == list(range(len(found))), "gap or duplicate"
     assert set(acked) <= set(found)
-    assert verify_bucket(endpoint, bucket, restarted.public_key, tmp_path / "v")["ok"]
 
 
 def test_kill_9_after_acknowledgement(
@@ -201,7 +216,7 @@ def test_kill_9_after_acknowledgement(
     again = launch(agents, tmp_path, endpoint, bucket).start()
     again.wait_ready()
     assert again.terminate() == 0
-    assert seqs_in_bucket(endpoint, bucket, tmp_path / "copy") == list(range(35))
+    assert seqs_in_bucket(endpoint, bucket, again.public_key, tmp_path / "copy") == list(range(35))
 
 
 def test_s3_down_at_start_and_during_the_run(
@@ -232,20 +247,21 @@ def test_s3_down_at_start_and_during_the_run(
     proxy.up()
     assert agent.terminate() == 0
     proxy.down()
-    assert seqs_in_bucket(endpoint, bucket, tmp_path / "copy") == list(range(15))
+    assert seqs_in_bucket(endpoint, bucket, agent.public_key, tmp_path / "copy") == list(range(15))
 
 
-def test_bucket_without_object_lock_is_refused(tmp_path: Path, moto_endpoint: str) -> None:
+def test_bucket_without_object_lock_is_refused(
+    tmp_path: Path, moto_endpoint: str, agents: list[AgentProcess]
+) -> None:
     bucket = unique_bucket_name("plain")
     create_plain_bucket(s3_client(moto_endpoint), bucket)
-    agent = AgentProcess(tmp_path, moto_endpoint, bucket).start()
+    agent = launch(agents, tmp_path, moto_endpoint, bucket).start()
     assert agent.wait() == 2
     assert agent.process is not None and agent.process.stderr is not None
     wait_for(
         lambda: any("Object Lock" in str(e.get("msg")) for e in agent.logs),
         what="the refusal message",
     )
-    agent.stop_quietly()
 
 
 BAD_BODIES = [
@@ -337,7 +353,8 @@ def test_backpressure_503_then_recovery(
     assert agent.terminate() == 0
     proxy.down()
     accepted = 500 * (len(statuses) - 1) + 3
-    assert seqs_in_bucket(endpoint, bucket, tmp_path / "copy") == list(range(accepted))
+    found = seqs_in_bucket(endpoint, bucket, agent.public_key, tmp_path / "copy")
+    assert found == list(range(accepted))
 
 
 def segments_sealed(agent: AgentProcess) -> int:
@@ -406,6 +423,8 @@ def test_stdin_source_and_config_precedence(
     assert agent.wait() == 0
     keys = download_latest(endpoint, bucket, "audit", tmp_path / "copy")
     assert keys == [f"audit/from-env/{n:012d}.ndjson.zst" for n in range(3)]
+    events = archived_events(endpoint, bucket, agent.public_key, tmp_path / "copy")
+    assert [(event["seq"], event["n"]) for event in events] == [(n, n) for n in range(21)]
     assert any(
         e.get("msg") == "stdin: invalid event skipped" and e["line"] == 21 for e in agent.logs
     )
@@ -433,8 +452,11 @@ def test_tail_source_follows_rotation(
         what="the rotated file",
     )
     assert agent.terminate() == 0
-    found = seqs_in_bucket(endpoint, bucket, tmp_path / "copy")
+    events = archived_events(endpoint, bucket, agent.public_key, tmp_path / "copy")
+    found = [event["seq"] for event in events]
     assert found == list(range(10))
+    # the old file is read to its end before the new one, each line once
+    assert [event["n"] for event in events] == list(range(10))
 
 
 def test_check_config(tmp_path: Path, moto_endpoint: str) -> None:

@@ -10,34 +10,16 @@ from typing import Any
 import pytest
 
 from tests.integration.cli import run_cli
-from tests.s3server import s3_client, unique_bucket_name
+from tests.s3server import create_plain_bucket, s3_client, unique_bucket_name
 from tests.terraform.bucket_settings import apply_module_settings
 
 
 def check(endpoint: str, bucket: str, *args: str) -> tuple[int, dict[str, Any], str]:
-    result = run_cli(
-        "bucket",
-        "check",
-        "--bucket",
-        bucket,
-        "--endpoint-url",
-        endpoint,
-        "--region",
-        "us-east-1",
-        *args,
-    )
-    as_json = run_cli(
-        "bucket",
-        "check",
-        "--bucket",
-        bucket,
-        "--endpoint-url",
-        endpoint,
-        "--region",
-        "us-east-1",
-        "--json",
-        *args,
-    )
+    """Run ``bucket check`` with the text and the JSON reporter; both must agree."""
+    region = ("--region", "us-east-1")
+    command = ("bucket", "check", "--bucket", bucket, "--endpoint-url", endpoint, *region, *args)
+    result = run_cli(*command)
+    as_json = run_cli(*command, "--json")
     assert result.returncode == as_json.returncode
     return result.returncode, json.loads(as_json.stdout), result.stdout
 
@@ -61,7 +43,9 @@ def test_module_settings_pass(provisioned: tuple[str, str, Any]) -> None:
     assert report["ok"] is True
     assert len(report["checks"]) == 7
     assert "all checks passed" in text
-    assert check(endpoint, bucket, "--min-retention-days", "31")[1]["ok"] is False
+    code, report, _ = check(endpoint, bucket, "--min-retention-days", "31")
+    assert report["ok"] is False
+    assert (code, failed(report)) == (1, ["default-retention-days"])
 
 
 BREAKERS: dict[str, Callable[[Any, str], None]] = {
@@ -100,9 +84,7 @@ def test_each_broken_setting_is_named(provisioned: tuple[str, str, Any], setting
 
 
 def test_bucket_without_object_lock(moto_endpoint: str) -> None:
-    client = s3_client(moto_endpoint)
-    bucket = unique_bucket_name("nolock")
-    client.create_bucket(Bucket=bucket)
+    bucket = create_plain_bucket(s3_client(moto_endpoint), unique_bucket_name("nolock"))
     code, report, _ = check(moto_endpoint, bucket)
     assert code == 1
     assert failed(report) == [

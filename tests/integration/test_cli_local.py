@@ -98,6 +98,22 @@ def test_verify_reports_tampering_with_exit_1(tmp_path: Path) -> None:
     assert "[chain_broken] app-1/000000000001.ndjson.zst" in text.stdout
 
 
+@pytest.fixture(scope="module")
+def bad_input_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A folder with a key pair, an event file, a world-readable key and a garbage file.
+
+    Shared by the cases below, which only read it (each fails before writing).
+    """
+    tmp = tmp_path_factory.mktemp("bad-input")
+    (tmp / "garbage").write_text("garbage")
+    keygen = run_cli("keygen", "--out", tmp / "k")
+    assert keygen.returncode == 0, keygen.stderr
+    shutil.copy(tmp / "k" / "signing.key", tmp / "open.key")
+    (tmp / "open.key").chmod(0o644)
+    _events(tmp / "e", 1)
+    return {"tmp": str(tmp), "pub": str(tmp / "k" / "signing.pub"), "garbage": str(tmp / "garbage")}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -128,18 +144,10 @@ def test_verify_reports_tampering_with_exit_1(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
-    (tmp_path / "garbage").write_text("garbage")
-    run_cli("keygen", "--out", tmp_path / "k")
-    shutil.copy(tmp_path / "k" / "signing.key", tmp_path / "open.key")
-    (tmp_path / "open.key").chmod(0o644)
-    _events(tmp_path / "e", 1)
-    fill = {
-        "tmp": str(tmp_path),
-        "pub": str(tmp_path / "k" / "signing.pub"),
-        "garbage": str(tmp_path / "garbage"),
-    }
-    result = run_cli(*[a.format(**fill) for a in args])
+def test_bad_input_is_one_line_exit_2(
+    bad_input_files: dict[str, str], args: list[str], message: str
+) -> None:
+    result = run_cli(*[a.format(**bad_input_files) for a in args])
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr

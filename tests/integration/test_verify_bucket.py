@@ -98,6 +98,7 @@ def test_clean_archive_of_several_streams(archive: tuple[str, str]) -> None:
         "--public-key",
         PUBLIC,
     )
+    assert text.returncode == 0, text.stderr
     assert "stream app-2: 2 segment(s), 10 event(s)" in text.stdout
 
 
@@ -158,10 +159,11 @@ def test_governance_and_short_retention(locked_bucket: tuple[str, str]) -> None:
 
 
 def test_bucket_without_versioning_or_lock(moto_endpoint: str) -> None:
-    bucket = create_plain_bucket(s3_client(moto_endpoint), unique_bucket_name("plain"))
+    client = s3_client(moto_endpoint)
+    bucket = create_plain_bucket(client, unique_bucket_name("plain"))
     segments = build_stream(None, "app-1", segments=2)
     for segment in segments:
-        s3_client(moto_endpoint).put_object(Bucket=bucket, Key=segment.key, Body=segment.data)
+        client.put_object(Bucket=bucket, Key=segment.key, Body=segment.data)
     _, report = verify(moto_endpoint, bucket)
     assert kinds(report) == [
         ("bucket_default_retention", bucket),
