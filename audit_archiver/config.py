@@ -12,13 +12,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit_archiver.agent.batcher import BatchLimits
 from audit_archiver.core.layout import validate_prefix, validate_stream_id
 from audit_archiver.errors import ConfigurationError
 
-__all__ = ["AgentSettings", "load_config_file", "parse_listen"]
+__all__ = ["AgentSettings", "BatchLimits", "load_config_file", "parse_listen"]
 
 MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """When the agent seals a segment. Defaults are documented in docs/OPERATIONS.md."""
+
+    max_events: int = 10_000
+    max_bytes: int = 8 << 20
+    max_age: float = 60.0
+    heartbeat: float | None = None
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from audit_archiver.agent.batcher import BatchLimits
-from audit_archiver.config import AgentSettings, load_config_file, parse_listen
+from audit_archiver.config import AgentSettings, BatchLimits, load_config_file, parse_listen
 from audit_archiver.errors import ConfigurationError
 
 _DEFAULTS = BatchLimits()

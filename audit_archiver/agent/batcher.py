@@ -21,32 +21,22 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
 from datetime import datetime
 
 from audit_archiver.agent.metrics import AgentMetrics
 from audit_archiver.agent.sealer import StreamSealer
 from audit_archiver.agent.spool import SealedFile, Spool
 from audit_archiver.agent.uploader import Backoff
+from audit_archiver.config import BatchLimits
 from audit_archiver.core.encoding import format_timestamp
 from audit_archiver.core.line import EventRun
 from audit_archiver.core.segment import SegmentBody, prepare_runs_body
 from audit_archiver.errors import StorageError
 
-__all__ = ["BatchLimits", "Batcher"]
+__all__ = ["Batcher"]
 
 log = logging.getLogger(__name__)
 _MAX_IN_FLIGHT = 2  # segment bodies prepared at once (each up to max_bytes of lines)
-
-
-@dataclass(frozen=True)
-class BatchLimits:
-    """When to seal. Defaults are documented in docs/OPERATIONS.md."""
-
-    max_events: int = 10_000
-    max_bytes: int = 8 << 20
-    max_age: float = 60.0
-    heartbeat: float | None = None
 
 
 class Batcher:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from audit_archiver.agent.batcher import BatchLimits
 from audit_archiver.agent.pipeline import Agent
 from audit_archiver.agent.uploader import Backoff
-from audit_archiver.config import AgentSettings
+from audit_archiver.config import AgentSettings, BatchLimits
 from audit_archiver.core.event import encode_event
 from audit_archiver.core.line import EncodedEvents
 from audit_archiver.core.segment import decompress_body, open_segment
