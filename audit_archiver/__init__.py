@@ -4,12 +4,12 @@ Object Lock, and a verifier that re-checks them.
 Library use (the CLI is ``audit-archiver``)::
 
     from pathlib import Path
-    from audit_archiver.keys import load_public_keys
     from audit_archiver.storage.localdir import LocalDirectoryStore
+    from audit_archiver.trust_file import load_trust_file
     from audit_archiver.verify.verifier import Verifier, VerifyOptions
 
-    trusted = load_public_keys([Path("signing.pub")])
-    report = Verifier(LocalDirectoryStore(Path("archive")), trusted,
+    policy = load_trust_file(Path("trust.toml"))  # or policy_from_public_keys([...])
+    report = Verifier(LocalDirectoryStore(Path("archive")), policy,
                       VerifyOptions(), source="archive").run()
     print(report.ok, report.events, [p.kind for p in report.problems])
 """

@@ -53,6 +53,9 @@ class AgentSettings:
     compression: str = "zstd"
     ingest_workers: int = 2
     kms_key_id: str | None = None
+    previous_public_keys: tuple[Path, ...] = ()
+    """Public keys that signed this stream before its current key (key rotation):
+    the agent continues a chain (spool or bucket head) signed by any of them."""
 
     def validate(self) -> None:
         """Check values that do not need the network.

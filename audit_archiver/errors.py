@@ -28,6 +28,7 @@ __all__ = [
     "NotReadyError",
     "ObjectExistsError",
     "ObjectNotFoundError",
+    "ObjectTooLargeError",
     "SpoolFullError",
     "StorageError",
     "StorageUnavailableError",
@@ -164,3 +165,32 @@ class TransportChecksumError(IntegrityError):
     ``key`` names the object; ``expected`` is the checksum the store reported,
     when known.
     """
+
+
+class ObjectTooLargeError(IntegrityError):
+    """An object is larger than the reader's limit, so it was not (fully) read.
+
+    Raised when the stored size is over the limit (before any byte is read) or
+    when more bytes than the limit arrive. ``expected`` is the limit in bytes;
+    ``found`` is the stored size, or ``"more than <limit>"`` when the excess
+    showed only while reading. ``limit`` and ``size`` hold the same as numbers
+    (``size`` is None when only the excess is known).
+    """
+
+    def __init__(self, key: str, *, limit: int, size: int | None) -> None:
+        found = str(size) if size is not None else f"more than {limit}"
+        super().__init__(
+            f"object {key!r} is larger than the limit of {limit} bytes ({found} bytes)",
+            key=key,
+            expected=str(limit),
+            found=found,
+        )
+        self.limit = limit
+        self.size = size
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_too_large_error, (self.key or "", self.limit, self.size))
+
+
+def _rebuild_too_large_error(key: str, limit: int, size: int | None) -> ObjectTooLargeError:
+    return ObjectTooLargeError(key, limit=limit, size=size)

@@ -6,10 +6,10 @@ Private keys are unencrypted PKCS#8 PEM files readable by their owner only
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
+from audit_archiver._files import write_new
 from audit_archiver.core.signing import (
     Ed25519Signer,
     TrustedKey,
@@ -22,6 +22,7 @@ __all__ = [
     "PRIVATE_KEY_NAME",
     "PUBLIC_KEY_NAME",
     "generate_key_pair",
+    "load_public_key",
     "load_public_keys",
     "load_signer",
 ]
@@ -45,13 +46,8 @@ def generate_key_pair(directory: Path) -> tuple[Path, Path, str]:
     signer = Ed25519Signer.from_pem(pem)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(pem)
-        os.chmod(private_path, 0o600)
-        descriptor = os.open(public_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(signer.public_pem())
+        write_new(private_path, pem, mode=0o600)  # exactly 0600 whatever the umask
+        write_new(public_path, signer.public_pem(), mode=0o644)
     except FileExistsError as e:
         raise KeyFileError(f"{e.filename} already exists; refusing to overwrite a key") from e
     except OSError as e:
@@ -82,23 +78,33 @@ def load_signer(path: Path) -> Ed25519Signer:
         raise KeyFileError(f"{path}: {e}") from e
 
 
+def load_public_key(path: Path) -> TrustedKey:
+    """Load one public key file (PEM or DER; Ed25519 or ECDSA P-256).
+
+    Raises:
+        KeyFileError: the file is missing, unreadable or not a supported public key.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise KeyFileError(f"cannot read public key {path}: {e.strerror}") from e
+    try:
+        return load_trusted_key(data)
+    except ValueError as e:
+        raise KeyFileError(f"{path}: {e}") from e
+
+
 def load_public_keys(paths: list[Path]) -> dict[str, TrustedKey]:
     """Load trusted public keys, indexed by key id.
 
     Raises:
-        KeyFileError: a file is missing, unreadable or not a supported public key.
+        KeyFileError: no path, or a file is missing, unreadable or not a
+            supported public key.
     """
     if not paths:
         raise KeyFileError("at least one --public-key is required")
     keys: dict[str, TrustedKey] = {}
     for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise KeyFileError(f"cannot read public key {path}: {e.strerror}") from e
-        try:
-            key = load_trusted_key(data)
-        except ValueError as e:
-            raise KeyFileError(f"{path}: {e}") from e
+        key = load_public_key(path)
         keys[key.key_id] = key
     return keys

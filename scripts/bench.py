@@ -295,7 +295,8 @@ def _store_segments(s3: LocalS3, bucket: str, segments: int, per_segment: int) -
     """Seal and upload ``segments`` segments of ``per_segment`` events; return raw bytes."""
     from datetime import UTC, datetime, timedelta
 
-    from audit_archiver.agent.sealer import ChainHead, StreamSealer
+    from audit_archiver.agent.sealer import StreamSealer
+    from audit_archiver.core.chain import ChainHead
     from audit_archiver.core.encoding import format_timestamp
     from audit_archiver.core.event import encode_event_batch
     from audit_archiver.core.line import seal_line

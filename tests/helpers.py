@@ -12,7 +12,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from audit_archiver.agent.sealer import ChainHead, StreamSealer
+from audit_archiver.agent.sealer import StreamSealer
+from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.encoding import format_timestamp
 from audit_archiver.core.event import seal_event
 from audit_archiver.core.segment import (
@@ -23,6 +24,7 @@ from audit_archiver.core.segment import (
     open_segment,
 )
 from audit_archiver.core.signing import Ed25519Signer, TrustedKey, load_trusted_key
+from audit_archiver.core.trust import TrustPolicy
 from audit_archiver.storage.localdir import LocalDirectoryStore
 from audit_archiver.verify.report import Report
 from audit_archiver.verify.verifier import Verifier, VerifyOptions
@@ -95,11 +97,17 @@ def build_stream(
     return built
 
 
+def trust_policy(*signers: Ed25519Signer) -> TrustPolicy:
+    """A policy trusting each signer's key for every stream (``--public-key`` mode)."""
+    keys = trusted_keys(*signers)
+    return TrustPolicy.every_stream((key, f"test key {n}") for n, key in enumerate(keys.values()))
+
+
 def verify_dir(root: Path, *signers: Ed25519Signer, prefix: str | None = "audit") -> Report:
     """Verify a folder with the given trusted signers (default: the fixed key)."""
     options = VerifyOptions(seal_prefix=prefix, workers=2)
-    keys = trusted_keys(*(signers or (fixed_signer(),)))
-    return Verifier(LocalDirectoryStore(root), keys, options, source=str(root)).run()
+    policy = trust_policy(*(signers or (fixed_signer(),)))
+    return Verifier(LocalDirectoryStore(root), policy, options, source=str(root)).run()
 
 
 def kinds(report: Report) -> list[tuple[str, str]]:

@@ -60,6 +60,13 @@ def _default_workers() -> int:
     help="Sign with this AWS KMS key (ECC_NIST_P256) instead of"
     " --signing-key; KMS endpoint and credentials come the usual boto3 way.",
 )
+@_opt(
+    "--previous-public-key",
+    type=_PATH,
+    multiple=True,
+    help="Public key that signed this stream before --signing-key/--kms-key-id"
+    " (key rotation; repeatable): the chain continues from a head it signed.",
+)
 @_opt("--retention-days", type=int, help="COMPLIANCE retention applied to every segment.")
 @_opt("--spool", type=_PATH, help="Spool directory (persistent volume).")
 @_opt("--listen", help="HOST:PORT for the HTTP API.")
@@ -128,16 +135,19 @@ def agent(check_config: bool, log_level: str, **options: Any) -> None:
     if check_config:
         settings.validate()
         read_token(settings)
-        from audit_archiver.keys import load_signer
+        from audit_archiver.keys import load_public_key, load_signer
 
         key_id = (
             f"KMS {settings.kms_key_id}"
             if settings.signing_key is None
             else load_signer(settings.signing_key).key_id
         )
+        previous = [load_public_key(path).key_id for path in settings.previous_public_keys]
         click.echo(
             f"configuration OK: stream {settings.stream} -> s3://{settings.bucket}/"
-            f"{settings.prefix}/{settings.stream}/ (key id {key_id})"
+            f"{settings.prefix}/{settings.stream}/ (key id {key_id}"
+            + "".join(f", continues from previous key {k}" for k in previous)
+            + ")"
         )
         return
     configure_logging(log_level)
@@ -166,6 +176,7 @@ def _settings(options: dict[str, Any]) -> AgentSettings:
         stream=options["stream"],
         signing_key=Path(options["signing_key"]) if options.get("signing_key") else None,
         kms_key_id=options.get("kms_key_id"),
+        previous_public_keys=tuple(Path(p) for p in options.get("previous_public_key") or ()),
         retention_days=options["retention_days"],
         spool=Path(options["spool"]),
         listen=parse_listen(options["listen"]) if options.get("listen") else None,

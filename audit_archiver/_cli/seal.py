@@ -11,7 +11,7 @@ import click
 from audit_archiver.agent.batch_seal import seal_lines_into_directory
 from audit_archiver.core.layout import validate_prefix, validate_stream_id
 from audit_archiver.errors import ConfigurationError, InputError
-from audit_archiver.keys import load_signer
+from audit_archiver.keys import load_public_key, load_signer
 from audit_archiver.storage.localdir import LocalDirectoryStore
 
 
@@ -37,6 +37,14 @@ from audit_archiver.storage.localdir import LocalDirectoryStore
     help="Bucket prefix the segments are sealed for (recorded in each seal).",
 )
 @click.option("--signing-key", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--previous-public-key",
+    "previous_public_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Public key that signed the folder's stream before --signing-key (key rotation;"
+    " repeatable): the chain continues from a segment it signed.",
+)
 @click.option("--batch-max-events", default=1000, show_default=True, type=click.IntRange(1))
 @click.option(
     "--compression", type=click.Choice(["zstd", "gzip"]), default="zstd", show_default=True
@@ -47,6 +55,7 @@ def seal(
     stream: str,
     prefix: str,
     signing_key: Path,
+    previous_public_keys: tuple[Path, ...],
     batch_max_events: int,
     compression: str,
 ) -> None:
@@ -57,6 +66,7 @@ def seal(
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
     signer = load_signer(signing_key)
+    previous_keys = [load_public_key(path) for path in previous_public_keys]
     try:
         handle = sys.stdin.buffer if str(input_path) == "-" else open(input_path, "rb")  # noqa: SIM115
     except OSError as e:
@@ -71,6 +81,7 @@ def seal(
             batch_max_events=batch_max_events,
             compression=compression,
             clock=lambda: datetime.now(UTC),
+            previous_keys=previous_keys,
         )
     click.echo(
         f"sealed {result.events} event(s) (seq {result.first_seq}..{result.next_seq - 1})"

@@ -32,9 +32,27 @@ from audit_archiver.verify.run import VerifySettings, run_verify
     "--public-key",
     "public_keys",
     multiple=True,
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Trusted public key PEM (repeatable, e.g. during key rotation).",
+    help="Trusted public key PEM, allowed to sign every stream (repeatable).",
+)
+@click.option(
+    "--trust",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trust file (TOML): which key may sign which streams, under which prefix, when."
+    " Instead of --public-key.",
+)
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also parse every event line: one canonical JSON object with one seq and one"
+    " received_at (a parse per event).",
+)
+@click.option(
+    "--max-object-bytes",
+    type=int,
+    default=None,
+    help="Report, without reading, objects larger than this (default 64 MiB: four times"
+    " the largest segment the agent writes).",
 )
 @click.option(
     "--state",

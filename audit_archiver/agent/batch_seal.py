@@ -7,7 +7,7 @@ directory already holds for the stream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +16,7 @@ from audit_archiver.core.encoding import format_timestamp
 from audit_archiver.core.event import encode_event, parse_event_line
 from audit_archiver.core.layout import segment_key
 from audit_archiver.core.line import seal_line
-from audit_archiver.core.signing import Ed25519Signer, load_trusted_key
+from audit_archiver.core.signing import Ed25519Signer, TrustedKey, load_trusted_key
 from audit_archiver.errors import EventValidationError, InputError, StorageError
 from audit_archiver.storage.localdir import LocalDirectoryStore
 
@@ -43,14 +43,19 @@ def seal_lines_into_directory(
     batch_max_events: int,
     compression: str,
     clock: Callable[[], datetime],
+    previous_keys: Sequence[TrustedKey] = (),
 ) -> BatchSealResult:
     """Validate every line, then seal them in batches into ``store``.
+
+    The stream continues from the directory's newest segment, which must be
+    signed by ``signer`` or, after a key rotation, by one of ``previous_keys``.
 
     Raises:
         EventValidationError: a line is invalid or cannot be encoded (names the
             line number).
         InputError: the input holds no events.
-        IntegrityError: the directory's newest segment of the stream is not ours.
+        IntegrityError: the directory's newest segment of the stream is not
+            signed by ``signer`` or a previous key.
         StorageError: a segment could not be written.
     """
     events = []
@@ -68,7 +73,9 @@ def seal_lines_into_directory(
     except OSError as e:
         raise StorageError(f"cannot create {store.root}: {e.strerror}") from e
     own_key = load_trusted_key(signer.public_pem())
-    head, _ = recover_chain_head(store, prefix, stream, own_key, store_holds_prefix=False)
+    head, _ = recover_chain_head(
+        store, prefix, stream, own_key, previous_keys=previous_keys, store_holds_prefix=False
+    )
     sealer = StreamSealer(
         prefix=prefix, stream=stream, signer=signer, head=head, compression=compression
     )

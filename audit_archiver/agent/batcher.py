@@ -4,8 +4,12 @@ A segment is sealed when the unsealed events reach ``max_events`` or
 ``max_bytes``, when the oldest of them has waited ``max_age`` seconds, at once
 on :meth:`Batcher.stop` (shutdown), or, with a heartbeat, when nothing was
 sealed for ``heartbeat`` seconds (an empty segment, so an idle stream still
-shows it is alive). ``sealed_at`` never goes below the previous seal's or the
-batch's last ``received_at``.
+shows it is alive). ``sealed_at`` never goes below the previous seal's (the
+chain head's ``last_sealed_at``, so also not across a restart) or the batch's
+last ``received_at``.
+
+The batcher keeps no seq of its own: a batch's first seq is its first run's
+(the spool numbered it), and a heartbeat continues the sealer's head.
 
 Events arrive as runs (one per committed request); a run is split only where a
 segment boundary falls inside it. The key-free half of sealing (header splice,
@@ -71,7 +75,6 @@ class Batcher:
         self._condition = threading.Condition()
         self._stopping = False
         self._last_seal = monotonic()
-        self._last_sealed_at = ""
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
 
@@ -190,10 +193,9 @@ class Batcher:
                         self._condition.wait(wait)
                         due, wait = self._due(idle=True)
                     if due and len(in_flight) < _MAX_IN_FLIGHT:
-                        first_seq = self._sealer.head.next_seq + self._in_flight_events
                         batch = self._take_batch()
                         self._in_flight_events += sum(run.event_count for run in batch)
-                        in_flight.append((batch, self._start_prepare(batch, first_seq)))
+                        in_flight.append((batch, self._start_prepare(batch)))
                         continue
                 batch, prepared = in_flight.popleft()
                 try:
@@ -211,19 +213,23 @@ class Batcher:
             log.exception("sealing failed; the agent stops")
             self.error = e
 
-    def _start_prepare(self, batch: list[EventRun], first_seq: int) -> Future[SegmentBody] | None:
+    def _start_prepare(self, batch: list[EventRun]) -> Future[SegmentBody] | None:
         """Start preparing the body of ``batch`` on the executor; None: prepare
         it in :meth:`_seal` (no executor, or a heartbeat)."""
         if self._executor is None or not batch:
             return None
-        return self._executor.submit(prepare_runs_body, batch, first_seq, self._sealer.compression)
+        return self._executor.submit(
+            prepare_runs_body, batch, batch[0].first_seq, self._sealer.compression
+        )
 
     def _seal(self, batch: list[EventRun], prepared: Future[SegmentBody] | None) -> None:
+        head = self._sealer.head
         if prepared is not None:
             body = prepared.result()
         else:
-            body = prepare_runs_body(batch, self._sealer.head.next_seq, self._sealer.compression)
-        floor = max(self._last_sealed_at, batch[-1].received_at if batch else "")
+            first_seq = batch[0].first_seq if batch else head.next_seq
+            body = prepare_runs_body(batch, first_seq, self._sealer.compression)
+        floor = max(head.last_sealed_at or "", batch[-1].received_at if batch else "")
         sealed_at = max(format_timestamp(self._clock()), floor)
         segment = self._sealer.seal_body(body, sealed_at)
         stored = self._spool.store_sealed(segment)
@@ -231,7 +237,6 @@ class Batcher:
             self._in_flight_events -= segment.seal.event_count
             self._metrics.events_pending.set(self._pending_events + self._in_flight_events)
         self._last_seal = self._monotonic()
-        self._last_sealed_at = sealed_at
         self._metrics.segments_sealed.inc()
         log.info(
             "sealed segment",

@@ -1,10 +1,11 @@
 """Group commit: numbering accepted events and making them durable together.
 
 Requests hand validated events to :class:`Committer`; one thread takes every
-request waiting, assigns gap-free ``seq`` numbers and one ``received_at`` per
-group (never earlier than the previous group's, so a clock step back cannot
-make time regress), appends them to the spool's WAL and fsyncs once for the
-whole group, then answers every request of the group. Concurrent requests share
+request waiting, gives the group one ``received_at`` (never earlier than the
+previous group's, so a clock step back cannot make time regress) and has the
+spool number them (gap-free ``seq``; the spool is the only place that counts
+seqs) and append them to its WAL with one fsync for the whole group, then
+answers every request of the group. Concurrent requests share
 an fsync; a request over the spool cap is refused on its own with
 :class:`~audit_archiver.errors.SpoolFullError`.
 """
@@ -106,10 +107,8 @@ class Committer:
             return
         now = format_timestamp(self._clock())
         received_at = max(now, self._last_received)
-        runs: list[EventRun] = []
-        answered: list[tuple[_Request, Accepted]] = []
+        taken: list[_Request] = []
         budget = self._max_spool_bytes - self._spool.used_bytes()
-        seq = self._spool.next_seq
         for request in group:
             events = request.events
             size = len(events.data) + _RECORD_OVERHEAD
@@ -120,19 +119,15 @@ class Committer:
             if events.event_count == 0:
                 request.future.set_exception(ValueError("no events to commit"))
                 continue
-            runs.append(EventRun(seq, received_at, events.event_count, events.data))
-            answered.append(
-                (request, Accepted(events.event_count, seq, seq + events.event_count - 1))
-            )
-            seq += events.event_count
+            taken.append(request)
             budget -= size
-        if not runs:
+        if not taken:
             return
         try:
-            self._spool.append(runs)
+            runs = self._spool.append([request.events for request in taken], received_at)
         except Exception as e:
             log.exception("WAL append failed; refusing the group")
-            for request, _ in answered:
+            for request in taken:
                 request.future.set_exception(e)
             return
         self._last_received = received_at
@@ -140,5 +135,5 @@ class Committer:
         self._metrics.events_accepted.inc(sum(run.event_count for run in runs))
         self._metrics.bytes_accepted.inc(sum(run.sealed_size() for run in runs))
         self._on_committed(runs)
-        for request, accepted in answered:
-            request.future.set_result(accepted)
+        for request, run in zip(taken, runs, strict=True):
+            request.future.set_result(Accepted(run.event_count, run.first_seq, run.next_seq - 1))

@@ -7,6 +7,11 @@ spool; a fresh spool takes it from the bucket (the stream's newest segment,
 checked with this agent's own key) and accepts events only once it is known,
 so every acknowledged ``seq`` is final.
 
+Key rotation: with ``previous_keys`` (``--previous-public-key``) the agent
+continues a chain whose head one of those keys signed, from a spool that an
+old key wrote (its sealed segments are uploaded as they are) or from the
+bucket. Without them a key change is refused, naming the flag.
+
 Shutdown (:meth:`Agent.shutdown`): stop accepting, commit what is queued, seal
 the partial batch, retry pending uploads at once and wait for them up to the
 grace period. What S3 did not confirm stays in the spool for the next start.
@@ -16,17 +21,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from datetime import UTC, datetime
 
 from audit_archiver.agent.batcher import Batcher
 from audit_archiver.agent.ingest import Accepted, Committer
 from audit_archiver.agent.metrics import AgentMetrics
-from audit_archiver.agent.sealer import ChainHead, StreamSealer, recover_chain_head
+from audit_archiver.agent.sealer import StreamSealer, recover_chain_head
 from audit_archiver.agent.spool import Spool, SpoolIdentity, SpoolState, describe
 from audit_archiver.agent.uploader import Backoff, LockedStore, Uploader
 from audit_archiver.config import AgentSettings
+from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.line import EncodedEvents
 from audit_archiver.core.signing import Signer, TrustedKey
 from audit_archiver.errors import (
@@ -57,10 +63,12 @@ class Agent:
         signer: Signer,
         own_key: TrustedKey,
         *,
+        previous_keys: Sequence[TrustedKey] = (),
         clock: Callable[[], datetime] = _utc_now,
         backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings
+        self._previous_keys = tuple(previous_keys)
         self._workers: Executor | None = None
         self.metrics = AgentMetrics()
         self._store = store
@@ -96,7 +104,8 @@ class Agent:
         settings = self.settings
         self._workers = workers
         state = self._spool.open(
-            SpoolIdentity(settings.stream, settings.prefix, self._signer.key_id)
+            SpoolIdentity(settings.stream, settings.prefix, self._signer.key_id),
+            previous_key_ids=[key.key_id for key in self._previous_keys],
         )
         log.info("spool recovered", extra=describe(state))
         self.metrics.spool_max_bytes.set(settings.spool_max_bytes)
@@ -143,7 +152,11 @@ class Agent:
         settings = self.settings
         try:
             head, key = recover_chain_head(
-                self._store, settings.prefix, settings.stream, self._own_key
+                self._store,
+                settings.prefix,
+                settings.stream,
+                self._own_key,
+                previous_keys=self._previous_keys,
             )
         except IntegrityError as e:
             self._fail(e)

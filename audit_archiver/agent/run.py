@@ -17,7 +17,7 @@ from audit_archiver.agent.workers import start_worker_pool
 from audit_archiver.config import AgentSettings
 from audit_archiver.core.signing import Ed25519Signer, load_trusted_key
 from audit_archiver.errors import ConfigurationError
-from audit_archiver.keys import load_signer
+from audit_archiver.keys import load_public_key, load_signer
 from audit_archiver.storage.s3 import S3Store
 
 __all__ = ["build_agent", "read_token", "run_agent"]
@@ -50,7 +50,7 @@ def build_agent(settings: AgentSettings) -> Agent:
     """Load the key and connect the store; return an agent that has not started.
 
     Raises:
-        ConfigurationError: bad key or settings.
+        ConfigurationError: bad key (own or ``--previous-public-key``) or settings.
     """
     settings.validate()
     signer: Ed25519Signer | KmsSigner
@@ -60,10 +60,11 @@ def build_agent(settings: AgentSettings) -> Agent:
         assert settings.signing_key is not None
         signer = load_signer(settings.signing_key)
     own_key = load_trusted_key(signer.public_pem())
+    previous_keys = [load_public_key(path) for path in settings.previous_public_keys]
     store = S3Store.connect(
         settings.bucket, region=settings.region, endpoint_url=settings.endpoint_url
     )
-    return Agent(settings, store, signer, own_key)
+    return Agent(settings, store, signer, own_key, previous_keys=previous_keys)
 
 
 async def _serve(

@@ -1,18 +1,21 @@
 """Seal runs of event lines into a stream's chain, and find where a chain ends.
 
 :class:`StreamSealer` owns a stream's chain head (next segment number, previous
-seal hash, next event seq) and advances it one segment at a time.
+seal hash, next event seq, time floors; :class:`~audit_archiver.core.chain.ChainHead`,
+the model the verifier shares) and advances it one segment at a time.
 :func:`recover_chain_head` reads the newest segment of a stream from a store,
-checks it with the writer's own key, and returns the head to continue from.
+checks it with the writer's own key or one of its previous keys (key
+rotation), and returns the head to continue from.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.layout import parse_segment_key, segment_key, stream_prefix
-from audit_archiver.core.seal import GENESIS_HASH, Seal, parse_seal, signing_message
+from audit_archiver.core.seal import parse_seal, signing_message
 from audit_archiver.core.segment import (
     SealedSegment,
     SegmentBody,
@@ -24,30 +27,16 @@ from audit_archiver.core.signing import Signer, TrustedKey
 from audit_archiver.errors import IntegrityError, MalformedSegmentError
 from audit_archiver.storage.base import ObjectStore
 
-__all__ = ["ChainHead", "StreamSealer", "recover_chain_head"]
+__all__ = ["StreamSealer", "recover_chain_head"]
 
 
-@dataclass(frozen=True)
-class ChainHead:
-    """Where a stream's chain continues: the next segment's number, link and first seq."""
+_KEY_ID = re.compile(rb'"key_id":"([0-9a-f]{64})"')
 
-    next_segment_seq: int = 0
-    prev_seal_hash: str = GENESIS_HASH
-    next_seq: int = 0
-    last_received_at: str | None = None
 
-    def after(self, seal: Seal, seal_hash: str) -> ChainHead:
-        """The head after ``seal`` (whose hash is ``seal_hash``), which continues this one.
-
-        An empty (heartbeat) segment keeps this head's ``last_received_at``, so
-        ``received_at`` still never goes below the newest event's.
-        """
-        return ChainHead(
-            seal.segment_seq + 1,
-            seal_hash,
-            seal.next_seq,
-            seal.last_received_at or self.last_received_at,
-        )
+def _claimed_key_id(seal_bytes: bytes) -> str:
+    """The key id an unauthenticated seal claims, for the error message only ("?" if none)."""
+    match = _KEY_ID.search(seal_bytes)
+    return match.group(1).decode() if match else "?"
 
 
 class StreamSealer:
@@ -116,19 +105,22 @@ def recover_chain_head(
     stream: str,
     own_key: TrustedKey,
     *,
+    previous_keys: Sequence[TrustedKey] = (),
     store_holds_prefix: bool = True,
 ) -> tuple[ChainHead, str | None]:
     """Find the newest segment of ``stream`` and return the head after it.
 
     Returns the genesis head and None when the stream has no segment yet;
     otherwise the head and the newest segment's key. Only the newest version
-    of the highest-numbered key counts; it must be signed by ``own_key``.
-    ``store_holds_prefix`` is False for a local copy whose keys start at the
-    stream (what ``aws s3 sync`` of the prefix produces).
+    of the highest-numbered key counts; it must be signed by ``own_key`` or,
+    after a key rotation, by one of ``previous_keys`` (the chain continues
+    across the rotation). ``store_holds_prefix`` is False for a local copy
+    whose keys start at the stream (what ``aws s3 sync`` of the prefix produces).
 
     Raises:
         IntegrityError: the newest segment is malformed, does not name its own
-            key, or is not signed by ``own_key`` (another writer, or tampering).
+            key, or is not signed by ``own_key`` or a previous key (another
+            writer, tampering, or a rotation without ``--previous-public-key``).
         StorageError: the store failed.
     """
     newest: tuple[int, str] | None = None
@@ -145,19 +137,42 @@ def recover_chain_head(
     data = store.get(key)
     try:
         opened = open_segment(data)
+    except MalformedSegmentError as e:
+        raise IntegrityError(
+            f"cannot continue stream {stream!r}: newest segment {key} is malformed ({e})", key=key
+        ) from e
+    accepted = (own_key, *previous_keys)
+    message = signing_message(opened.seal_bytes)
+    signer = next((k for k in accepted if k.verify(opened.signature, message)), None)
+    if signer is None:  # nothing in the seal is trusted: its key id only names the culprit
+        found = _claimed_key_id(opened.seal_bytes)
+        rotation_hint = (
+            "; if this stream's signing key was rotated, pass the old public key with"
+            " --previous-public-key"
+            if not previous_keys
+            else ""
+        )
+        raise IntegrityError(
+            f"cannot continue stream {stream!r}: newest segment {key} is signed by key"
+            f" {found[:12]}…, not by this agent's key {own_key.key_id[:12]}…"
+            f"{' or a --previous-public-key' if previous_keys else ''} (another writer uses"
+            f" this stream id, or the segment was replaced){rotation_hint}",
+            key=key,
+            expected=own_key.key_id,
+            found=found,
+        )
+    try:
         seal = parse_seal(opened.seal_bytes, key=key)
     except MalformedSegmentError as e:
         raise IntegrityError(
             f"cannot continue stream {stream!r}: newest segment {key} is malformed ({e})", key=key
         ) from e
-    if seal.key_id != own_key.key_id or not own_key.verify(
-        opened.signature, signing_message(opened.seal_bytes)
-    ):
+    if seal.key_id != signer.key_id:
         raise IntegrityError(
-            f"cannot continue stream {stream!r}: newest segment {key} is not signed by this"
-            " agent's key (another writer uses this stream id, or the segment was replaced)",
+            f"newest segment {key} names key {seal.key_id[:12]}… but is signed by"
+            f" {signer.key_id[:12]}…",
             key=key,
-            expected=own_key.key_id,
+            expected=signer.key_id,
             found=seal.key_id,
         )
     expected_key = segment_key(prefix, stream, number, seal.compression)

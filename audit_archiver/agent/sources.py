@@ -9,8 +9,9 @@ or the agent is not ready they wait and retry, so the producer is slowed down
 The tail source remembers its position (inode and offset) in the spool after
 each committed chunk, follows the file across rotation (a new inode: the old
 file is read to its end first) and truncation, and after a restart resumes at
-the saved offset. A crash between a commit and the position update re-reads
-that one chunk: delivery from a tailed file is at least once.
+the saved offset. The position file is written atomically and fsync'd. A
+crash between a commit and the position update re-reads that one chunk:
+delivery from a tailed file is at least once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
+from audit_archiver._files import write_atomically
 from audit_archiver.agent.pipeline import Agent
 from audit_archiver.core.event import encode_event, parse_event_line
 from audit_archiver.core.line import EncodedEvents
@@ -147,11 +149,8 @@ class TailSource(_LineSource):
     def _save_position(self) -> None:
         assert self._handle is not None
         offset = self._handle.tell() - len(self._remainder)
-        temporary = self._state_path.with_suffix(".tmp")
-        temporary.write_text(
-            json.dumps({"path": str(self._path), "inode": self._inode, "offset": offset})
-        )
-        os.replace(temporary, self._state_path)
+        position = {"path": str(self._path), "inode": self._inode, "offset": offset}
+        write_atomically(self._state_path, json.dumps(position).encode())
 
     def _open(self, resume: bool) -> bool:
         try:

@@ -13,6 +13,9 @@ Layout of the spool directory::
 Invariants:
 
 - An event is acknowledged only after its WAL record is fsync'd.
+- The spool is the one place that numbers events: :meth:`Spool.append` gives
+  each group the next seqs (the WAL's end is the only "next seq" counter; the
+  chain head's ``next_seq`` follows from the seals, a batch's first seq from its runs).
 - WAL records hold gap-free runs of seq numbers in order, continuing ``head.json``.
   A record is a run (:class:`~audit_archiver.core.line.EventRun`): first seq,
   count, ``received_at`` and the encoded events; the sealed lines' header is
@@ -31,22 +34,26 @@ from __future__ import annotations
 import fcntl
 import itertools
 import json
+import logging
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from threading import Lock
 from typing import Any, BinaryIO
 
+from audit_archiver._files import fsync_directory, write_atomically
 from audit_archiver.agent import failpoints
-from audit_archiver.agent.sealer import ChainHead
-from audit_archiver.core.line import EventRun
+from audit_archiver.core.chain import ChainHead
+from audit_archiver.core.line import EncodedEvents, EventRun
 from audit_archiver.core.seal import Seal, parse_seal
 from audit_archiver.core.segment import MAX_SEAL_BLOCK, SealedSegment, open_segment
 from audit_archiver.errors import ConfigurationError, MalformedSegmentError, StorageError
 
 __all__ = ["SealedFile", "Spool", "SpoolIdentity", "SpoolState", "describe"]
+
+log = logging.getLogger(__name__)
 
 _SEQ_WIDTH = 12
 _SEAL_FRAME_MAX = MAX_SEAL_BLOCK + 64  # a seal frame: the seal block and a few header bytes
@@ -54,7 +61,8 @@ _SEAL_FRAME_MAX = MAX_SEAL_BLOCK + 64  # a seal frame: the seal block and a few 
 
 @dataclass(frozen=True)
 class SpoolIdentity:
-    """What a spool belongs to; a spool is never reused for another stream or key."""
+    """What a spool belongs to; a spool is never reused for another stream or
+    prefix, nor for another key unless that key is a declared rotation of it."""
 
     stream: str
     prefix: str
@@ -95,24 +103,6 @@ class SpoolState:
         for sealed in self.sealed:
             head = (head or ChainHead()).after(sealed.seal, sealed.seal_hash)
         return head
-
-
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_dir(path.parent)
 
 
 def _encode_record(run: EventRun) -> list[bytes]:
@@ -201,12 +191,18 @@ class Spool:
 
     # -- opening and recovery -------------------------------------------------
 
-    def open(self, identity: SpoolIdentity) -> SpoolState:
+    def open(
+        self, identity: SpoolIdentity, *, previous_key_ids: Collection[str] = ()
+    ) -> SpoolState:
         """Lock the spool, check it belongs to ``identity`` and recover its state.
+
+        A spool written with one of ``previous_key_ids`` (key rotation) is taken
+        over: its identity is rewritten to ``identity``'s key, and its sealed
+        segments (signed by the old key) and chain head are continued as they are.
 
         Raises:
             ConfigurationError: another agent holds the spool, or it belongs to
-                another stream, prefix or key.
+                another stream, prefix, or a key not in ``previous_key_ids``.
             StorageError: the spool cannot be read or written, or is corrupt.
         """
         try:
@@ -221,13 +217,13 @@ class Spool:
             self.close()
             raise ConfigurationError(f"spool {self.root} is in use by another agent") from e
         try:
-            return self._recover(identity)
+            return self._recover(identity, previous_key_ids)
         except BaseException:
             self.close()
             raise
 
-    def _recover(self, identity: SpoolIdentity) -> SpoolState:
-        self._check_identity(identity)
+    def _recover(self, identity: SpoolIdentity, previous_key_ids: Collection[str]) -> SpoolState:
+        self._check_identity(identity, previous_key_ids)
         self._uploaded_head = self._read_head()
         state = SpoolState(self._uploaded_head, self._read_sealed())
         sealing = state.sealing_head
@@ -245,23 +241,46 @@ class Spool:
             self._next_seq = sealing.next_seq if sealing else 0
         return state
 
-    def _check_identity(self, identity: SpoolIdentity) -> None:
+    def _check_identity(self, identity: SpoolIdentity, previous_key_ids: Collection[str]) -> None:
         path = self.root / "meta.json"
+        wanted = asdict(identity)
         try:
             if not path.exists():
-                _write_atomically(path, json.dumps(asdict(identity)).encode())
+                write_atomically(path, json.dumps(wanted).encode())
                 return
             found = json.loads(path.read_bytes())
+            if not isinstance(found, dict):
+                raise ValueError("not a JSON object")
         except (OSError, ValueError) as e:
             raise StorageError(f"cannot read {path}: {e}") from e
-        if found != asdict(identity):
+        if found == wanted:
+            return
+        old_key = str(found.get("key_id"))
+        if found != {**wanted, "key_id": old_key}:
             raise ConfigurationError(
                 f"spool {self.root} belongs to stream {found.get('stream')!r} (prefix"
-                f" {found.get('prefix')!r}, key {str(found.get('key_id'))[:12]}…); use another"
+                f" {found.get('prefix')!r}, key {old_key[:12]}…); use another"
                 " --spool directory for this stream"
             )
+        if old_key not in previous_key_ids:
+            raise ConfigurationError(
+                f"spool {self.root} of stream {identity.stream!r} was written with key"
+                f" {old_key[:12]}…, not this agent's key {identity.key_id[:12]}…; to rotate"
+                " the stream's signing key, pass the old public key with"
+                " --previous-public-key (the chain continues from it)"
+            )
+        try:
+            write_atomically(path, json.dumps(wanted).encode())
+        except OSError as e:
+            raise StorageError(f"cannot write {path}: {e.strerror}") from e
+        log.info(
+            "signing key rotated; the spool continues the chain",
+            extra={"previous_key_id": old_key, "key_id": identity.key_id},
+        )
 
     def _read_head(self) -> ChainHead | None:
+        """The recorded head; one written by an earlier version lacks
+        ``last_sealed_at`` and reads as None there."""
         path = self.root / "head.json"
         if not path.exists():
             return None
@@ -360,26 +379,28 @@ class Spool:
             StorageError: the file cannot be written.
         """
         try:
-            _write_atomically(self.root / "head.json", json.dumps(asdict(head)).encode())
+            write_atomically(self.root / "head.json", json.dumps(asdict(head)).encode())
         except OSError as e:
             raise StorageError(f"cannot write chain head in {self.root}: {e.strerror}") from e
         self._uploaded_head = head
 
-    def append(self, runs: Sequence[EventRun]) -> None:
-        """Append runs of events (continuing the WAL's seq) to the WAL and fsync once.
+    def append(self, groups: Sequence[EncodedEvents], received_at: str) -> list[EventRun]:
+        """Number each group of events (the next seqs, in order), append them to
+        the WAL as one run each and fsync once; return the runs.
 
         Raises:
-            ValueError: the runs do not continue the WAL.
-            StorageError: the write or fsync failed.
+            ValueError: a group holds no event.
+            StorageError: the write or fsync failed (nothing is numbered).
         """
         with self._lock:
-            expected = self._next_seq
-            parts: list[bytes] = []
-            for run in runs:
-                if run.first_seq != expected:
-                    raise ValueError(f"WAL continues at {expected}, not {run.first_seq}")
-                parts += _encode_record(run)
-                expected = run.next_seq
+            runs: list[EventRun] = []
+            seq = self._next_seq
+            for events in groups:
+                if events.event_count <= 0:
+                    raise ValueError("a WAL record needs at least one event")
+                runs.append(EventRun(seq, received_at, events.event_count, events.data))
+                seq += events.event_count
+            parts = [part for run in runs for part in _encode_record(run)]
             handle = self._current_wal()
             start = handle.tell()
             try:
@@ -390,10 +411,11 @@ class Spool:
                 self._undo_partial_write(handle, start)
                 raise StorageError(f"cannot write the spool WAL: {e.strerror}") from e
             self._wal_bytes += handle.tell() - start
-            self._next_seq = expected
+            self._next_seq = seq
             if handle.tell() >= self._wal_file_bytes:
                 handle.close()
                 self._wal = None
+            return runs
 
     def _undo_partial_write(self, handle: BinaryIO, start: int) -> None:
         try:
@@ -408,7 +430,7 @@ class Spool:
             path = self._wal_dir / f"{self._next_seq:0{_SEQ_WIDTH}d}.wal"
             self._wal = open(path, "ab")  # noqa: SIM115
             self._wal_files.append((self._next_seq, path))
-            _fsync_dir(self._wal_dir)
+            fsync_directory(self._wal_dir)
         return self._wal
 
     # -- sealed segments ------------------------------------------------------
@@ -425,7 +447,7 @@ class Spool:
         seal = segment.seal
         path = self._sealed_path(seal.segment_seq)
         try:
-            _write_atomically(path, segment.data)
+            write_atomically(path, segment.data)
         except OSError as e:
             raise StorageError(f"cannot store sealed segment in {path}: {e.strerror}") from e
         failpoints.hit("after-seal")
@@ -449,7 +471,7 @@ class Spool:
             else:
                 keep.append(entry)
         if len(keep) != len(files):
-            _fsync_dir(self._wal_dir)
+            fsync_directory(self._wal_dir)
         self._wal_files = keep
 
     def read_sealed(self, sealed: SealedFile) -> bytes:
@@ -475,7 +497,7 @@ class Spool:
         path = self._sealed_path(sealed.segment_seq)
         try:
             path.unlink()
-            _fsync_dir(self._sealed_dir)
+            fsync_directory(self._sealed_dir)
         except OSError as e:
             raise StorageError(f"cannot delete uploaded segment {path}: {e.strerror}") from e
         with self._lock:

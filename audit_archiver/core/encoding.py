@@ -9,12 +9,20 @@ event parser refuses them.
 Archiver timestamps are UTC, RFC 3339 with exactly six fractional digits and a
 ``Z`` suffix (``2026-11-23T15:10:20.123456Z``): fixed width, so string order is
 time order.
+
+Timestamps come from untrusted bytes (seals, event lines, producers), so both
+parsers accept ASCII digits only (Python's ``\\d`` would also match, say,
+Arabic-Indic digits), check the calendar (no month 99, no February 30, no hour
+24, no leap second) and raise nothing but :class:`ValueError`: a date-time
+whose offset would move it out of datetime's range (year 1..9999) in UTC is
+refused too, so comparing or converting a parsed value never overflows.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -26,9 +34,12 @@ __all__ = [
     "parse_rfc3339",
 ]
 
-_ARCHIVER_TS = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
+_ARCHIVER_TS = re.compile(
+    r"\A([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.[0-9]{6}Z\Z"
+)
 _RFC3339 = re.compile(
-    r"\A\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
+    r"\A([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))\Z"
 )
 
 
@@ -57,29 +68,58 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def is_archiver_timestamp(text: object) -> bool:
-    """Tell whether ``text`` is a well-formed archiver timestamp."""
-    return isinstance(text, str) and _ARCHIVER_TS.match(text) is not None
+    """Tell whether ``text`` is a well-formed archiver timestamp of a real calendar date."""
+    return isinstance(text, str) and len(text) == 27 and _is_archiver_timestamp(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_archiver_timestamp(text: str) -> bool:
+    # Memoized: a run of events shares one received_at, so verifiers see each
+    # value many times in a row; the argument is 27 characters, the cache small.
+    match = _ARCHIVER_TS.match(text)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second = (int(part) for part in match.groups())
+    try:
+        datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_rfc3339(text: str) -> datetime:
     """Parse an RFC 3339 date-time (offset required) into an aware datetime.
 
-    Fractions beyond microseconds are truncated.
+    ASCII digits only, calendar-checked; fractions beyond microseconds are
+    truncated. The result keeps its offset and is always representable in UTC.
 
     Raises:
-        ValueError: ``text`` is not an RFC 3339 date-time.
+        ValueError: ``text`` is not an RFC 3339 date-time, names a date or
+            time that does not exist, or lies outside datetime's range in UTC.
     """
-    if not _RFC3339.match(text):
+    match = _RFC3339.match(text) if isinstance(text, str) else None
+    if match is None:
         raise ValueError(f"not an RFC 3339 date-time with offset: {text!r}")
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass  # lower-case separators or a form Python does not take as is: normalize
-    normalized = text.replace("t", "T").replace(" ", "T").replace("z", "Z")
-    head, sep, tail = normalized.partition(".")
-    if sep:
-        digits = re.match(r"\d+", tail)
-        assert digits is not None
-        fraction = digits.group(0)
-        normalized = f"{head}.{fraction[:6].ljust(6, '0')}{tail[len(fraction) :]}"
-    return datetime.fromisoformat(normalized.replace("Z", "+00:00"))
+        if zulu:
+            zone = UTC
+        else:
+            if int(off_h) > 23 or int(off_m) > 59:
+                raise ValueError("offset out of range")
+            offset = timedelta(hours=int(off_h), minutes=int(off_m))
+            zone = timezone(-offset if sign == "-" else offset)
+        moment = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=zone,
+        )
+        moment.astimezone(UTC)
+    except (ValueError, OverflowError) as e:
+        raise ValueError(f"not a valid date-time ({e}): {text!r}") from None
+    return moment

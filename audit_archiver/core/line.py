@@ -10,6 +10,13 @@ done before a ``seq`` is known, and anyone can read ``seq`` and
 ``received_at`` from the fixed header without parsing the whole line. The
 agent keeps accepted events as runs (:class:`EventRun`: consecutive ``seq``,
 one ``received_at``) and makes the lines only when it seals a segment.
+
+Reading lines back (untrusted bytes): :func:`parse_line_prefix` needs only the
+first :data:`HEADER_MAX_BYTES` bytes of a line, so a verifier can stream a body
+without holding whole lines; ``seq`` is a decimal in ``0 .. 2**63 - 1`` (a
+signed 64-bit integer) and ``received_at`` a real calendar date in ASCII
+digits. :func:`canonical_line_fault` is the full check (``verify --deep``): the
+line is exactly what :func:`seal_line` makes of its own parsed content.
 """
 
 from __future__ import annotations
@@ -18,12 +25,18 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from audit_archiver.core.encoding import is_archiver_timestamp
+import orjson
+
+from audit_archiver.core.encoding import canonical_json, is_archiver_timestamp
 
 __all__ = [
+    "HEADER_MAX_BYTES",
+    "MAX_SEQ",
     "EncodedEvents",
     "EventRun",
+    "canonical_line_fault",
     "parse_line_header",
+    "parse_line_prefix",
     "seal_line",
     "seal_lines",
 ]
@@ -163,15 +176,67 @@ _HEADER = re.compile(
     rb'\A\{"seq":(0|[1-9][0-9]{0,18}),"received_at":"'
     rb'([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z)",'
 )
+MAX_SEQ = 2**63 - 1
+HEADER_MAX_BYTES = len(b'{"seq":,"received_at":"",') + 19 + 27
+"""The longest header a line can start with (19 seq digits): all a reader needs."""
+
+
+def parse_line_prefix(head: bytes) -> tuple[int, str] | None:
+    """Read ``seq`` and ``received_at`` from the first bytes of a sealed line.
+
+    ``head`` is the line or its first :data:`HEADER_MAX_BYTES` bytes (or more).
+    Returns None when it does not start with the fixed header, ``seq`` is over
+    :data:`MAX_SEQ` or ``received_at`` is not a real date.
+    """
+    match = _HEADER.match(head)
+    if match is None:
+        return None
+    seq = int(match.group(1))
+    received_at = match.group(2).decode("ascii")
+    if seq > MAX_SEQ or not is_archiver_timestamp(received_at):
+        return None
+    return seq, received_at
 
 
 def parse_line_header(line: bytes) -> tuple[int, str] | None:
     """Read ``seq`` and ``received_at`` from a sealed line's fixed header.
 
-    Returns None when the line does not start with the header or does not end
-    with ``}``.
+    Returns None when the line does not start with the header (see
+    :func:`parse_line_prefix`) or does not end with ``}``.
     """
-    match = _HEADER.match(line)
-    if match is None or not line.endswith(b"}"):
+    if not line.endswith(b"}"):
         return None
-    return int(match.group(1)), match.group(2).decode()
+    return parse_line_prefix(line)
+
+
+def canonical_line_fault(line: bytes) -> str | None:
+    """Why ``line`` is not one canonical sealed event line, or None when it is.
+
+    A canonical line is one JSON object (UTF-8, orjson's nesting limit) whose
+    bytes equal :func:`seal_line` applied to its own ``seq``, ``received_at``
+    and the canonical encoding of its other fields. So a second ``seq`` or
+    ``received_at``, whitespace, escapes, unsorted keys, a non-JSON or invalid
+    UTF-8 tail, or an integer outside ``-2**63 .. 2**64 - 1`` (which orjson
+    reads as a float) all make it differ. Never raises.
+    """
+    header = parse_line_header(line)
+    if header is None:
+        return "line lacks the seq/received_at header or the closing }"
+    try:
+        fields = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        return f"not one JSON object ({str(e)[:80]})"
+    event = (
+        {name: value for name, value in fields.items() if name not in ("seq", "received_at")}
+        if isinstance(fields, dict)
+        else None
+    )
+    if not event:
+        return "no event fields after the header"
+    try:
+        again = seal_line(canonical_json(event), *header)
+    except (TypeError, ValueError) as e:
+        return f"cannot be re-encoded ({str(e)[:80]})"
+    if again != line:
+        return "not in canonical form (a repeated field, whitespace, escapes or key order)"
+    return None

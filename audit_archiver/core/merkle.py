@@ -12,7 +12,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-__all__ = ["EMPTY_ROOT", "leaf_hash", "node_hash", "root_from_leaf_hashes", "root_of_lines"]
+__all__ = [
+    "EMPTY_ROOT",
+    "MerkleFolder",
+    "leaf_hash",
+    "node_hash",
+    "root_from_leaf_hashes",
+    "root_of_lines",
+]
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -27,28 +34,53 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-def root_from_leaf_hashes(leaves: Iterable[bytes]) -> bytes:
-    """Compute the RFC 6962 root of a sequence of leaf hashes in one pass.
+class MerkleFolder:
+    """The RFC 6962 root of leaf hashes that arrive one at a time.
 
     Perfect subtrees are merged as soon as they are complete (a binary
     counter), then the remaining ones are folded right to left, which is
-    exactly the RFC 6962 split at the largest power of two.
+    exactly the RFC 6962 split at the largest power of two. Memory: one hash
+    per bit of the leaf count (at most 64), whatever the number of leaves.
     """
-    stack: list[bytes] = []
-    sha = hashlib.sha256
-    for index, leaf in enumerate(leaves):
+
+    __slots__ = ("_count", "_stack")
+
+    def __init__(self) -> None:
+        self._stack: list[bytes] = []
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        """The number of leaves added so far."""
+        return self._count
+
+    def add(self, leaf: bytes) -> None:
+        """Append one leaf hash (see :func:`leaf_hash`)."""
+        stack = self._stack
         digest = leaf
-        completed = index
+        completed = self._count
         while completed & 1:
-            digest = sha(b"\x01" + stack.pop() + digest).digest()
+            digest = hashlib.sha256(b"\x01" + stack.pop() + digest).digest()
             completed >>= 1
         stack.append(digest)
-    if not stack:
-        return EMPTY_ROOT
-    digest = stack.pop()
-    while stack:
-        digest = sha(b"\x01" + stack.pop() + digest).digest()
-    return digest
+        self._count += 1
+
+    def root(self) -> bytes:
+        """The root of the leaves added so far (:data:`EMPTY_ROOT` for none)."""
+        if not self._stack:
+            return EMPTY_ROOT
+        *rest, digest = self._stack
+        for left in reversed(rest):
+            digest = hashlib.sha256(b"\x01" + left + digest).digest()
+        return digest
+
+
+def root_from_leaf_hashes(leaves: Iterable[bytes]) -> bytes:
+    """Compute the RFC 6962 root of a sequence of leaf hashes in one pass."""
+    folder = MerkleFolder()
+    for leaf in leaves:
+        folder.add(leaf)
+    return folder.root()
 
 
 def root_of_lines(lines: Iterable[bytes]) -> bytes:

@@ -8,9 +8,22 @@ the seal bytes, so a signature over a seal can never be mistaken for a
 signature over anything else. The chain runs over seal hashes, not signatures,
 so re-signing a seal (ECDSA is randomized) cannot fork the chain.
 
-Invariants checked by :func:`parse_seal`: exactly the v1 fields, with their
-types; ``last_seq = first_seq + event_count - 1`` and both ``*_received_at``
-set when ``event_count > 0``; all three null when the segment is empty.
+Invariants checked by :func:`parse_seal`: a flat JSON object (no array, no
+nested object: so parsing cannot recurse) of exactly the v1 fields, with their
+types; integers in ``0 .. 2**63 - 1``; timestamps real calendar dates;
+``retention_days`` at most :data:`MAX_RETENTION_DAYS`; ``last_seq = first_seq +
+event_count - 1`` and both ``*_received_at`` set when ``event_count > 0``, all
+three null when the segment is empty; ``object_key`` follows the layout and
+names the seal's own stream, segment number and compression. A seal that
+breaks one of them contradicts itself or v1: ``malformed_segment``.
+
+Whether the bytes are *canonical* is a separate question (:func:`is_canonical`):
+a parsed seal whose re-encoding differs from the stored bytes is
+``not_canonical``, because one seal must have one byte form.
+
+Before any of this a verifier needs the key that signed the seal:
+:func:`seal_key_id` takes ``key_id`` from the stored bytes by an exact byte
+pattern, without parsing, so nothing of an unauthenticated seal is parsed.
 """
 
 from __future__ import annotations
@@ -22,16 +35,20 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from audit_archiver.core.encoding import canonical_json, is_archiver_timestamp
-from audit_archiver.core.layout import EXTENSIONS
+from audit_archiver.core.layout import EXTENSIONS, parse_segment_key
 from audit_archiver.errors import MalformedSegmentError
 
 __all__ = [
     "FORMAT_V1",
     "GENESIS_HASH",
+    "MAX_INTEGER",
+    "MAX_RETENTION_DAYS",
     "SIGNING_CONTEXT",
     "Seal",
+    "is_canonical",
     "parse_seal",
     "seal_hash",
+    "seal_key_id",
     "signing_message",
 ]
 
@@ -39,6 +56,14 @@ FORMAT_V1 = "audit-archiver/seal/v1"
 GENESIS_HASH = "0" * 64
 SIGNING_CONTEXT = b"audit-archiver seal v1\n"
 _HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
+MAX_INTEGER = 2**63 - 1
+"""The largest integer a seal field may hold (a signed 64-bit integer)."""
+MAX_RETENTION_DAYS = 36_500
+"""The longest retention a seal may record: S3 Object Lock's maximum, 100 years."""
+# key_id as the canonical encoder writes it, JSON whitespace tolerated around
+# ":" so that a seal which is merely not canonical is still authenticated and
+# reported as such. Anchored on "{" or "," so it cannot start inside a string.
+_KEY_ID = re.compile(rb'[{,][ \t\r]*"key_id"[ \t\r]*:[ \t\r]*"([0-9a-f]{64})"(?=[ \t\r]*[,}])')
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,45 @@ def seal_hash(seal_bytes: bytes) -> str:
     return hashlib.sha256(seal_bytes).hexdigest()
 
 
+def seal_key_id(seal_bytes: bytes, *, key: str | None = None) -> str:
+    """Take ``key_id`` from stored seal bytes without parsing them.
+
+    The bytes must look like a flat v1 seal: ASCII, one JSON object with no
+    nested object or array, and exactly one ``"key_id":"<64 hex>"`` member.
+    Only the signature check may trust the result.
+
+    Raises:
+        MalformedSegmentError: the bytes cannot be a v1 seal.
+    """
+    _check_flat(seal_bytes, key)
+    found = _KEY_ID.findall(seal_bytes)
+    if len(found) != 1:
+        raise MalformedSegmentError(
+            "invalid seal: no single key_id member of 64 lowercase hex digits", key=key
+        )
+    return bytes(found[0]).decode("ascii")
+
+
+def _check_flat(seal_bytes: bytes, key: str | None) -> None:
+    if not seal_bytes.isascii():
+        raise MalformedSegmentError("invalid seal: not ASCII", key=key)
+    text = seal_bytes.strip(b" \t\r")
+    if not (text.startswith(b"{") and text.endswith(b"}")):
+        raise MalformedSegmentError("invalid seal: not a JSON object", key=key)
+    if b"[" in seal_bytes or seal_bytes.count(b"{") != 1:
+        raise MalformedSegmentError(
+            "invalid seal: not a flat object (nested object or array)", key=key
+        )
+
+
+def is_canonical(seal: Seal, seal_bytes: bytes) -> bool:
+    """Whether ``seal_bytes`` is the canonical encoding of ``seal`` (its only valid form)."""
+    try:
+        return seal.to_bytes() == seal_bytes
+    except TypeError:
+        return False
+
+
 _INT_FIELDS = ("segment_seq", "first_seq", "event_count", "body_size")
 _HEX_FIELDS = ("merkle_root", "prev_seal_hash", "body_hash", "key_id")
 _STR_FIELDS = ("stream", "object_key", "signature_algorithm", "format")
@@ -91,7 +155,11 @@ _FIELDS = frozenset(Seal.__dataclass_fields__)
 
 
 def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return type(value) is int and 0 <= value <= MAX_INTEGER
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed")
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -127,7 +195,22 @@ def _check_fields(fields: dict[str, Any]) -> None:
     retention = fields["retention_days"]
     if retention is not None and not (_is_count(retention) and retention > 0):
         raise ValueError("retention_days must be a positive integer or null")
+    if retention is not None and retention > MAX_RETENTION_DAYS:
+        raise ValueError(f"retention_days is over {MAX_RETENTION_DAYS} (100 years)")
     _check_event_range(fields)
+    _check_object_key(fields)
+
+
+def _check_object_key(fields: dict[str, Any]) -> None:
+    parts = parse_segment_key(fields["object_key"])
+    if parts is None:
+        raise ValueError("object_key does not follow the segment key layout")
+    if (parts.stream, parts.segment_seq, parts.compression) != (
+        fields["stream"],
+        fields["segment_seq"],
+        fields["compression"],
+    ):
+        raise ValueError("object_key names another stream, segment number or compression")
 
 
 def _check_event_range(fields: dict[str, Any]) -> None:
@@ -137,21 +220,27 @@ def _check_event_range(fields: dict[str, Any]) -> None:
         if last is not None or times != (None, None):
             raise ValueError("an empty segment has null last_seq and received_at bounds")
         return
-    if not _is_count(last) or last != first + count - 1:
+    if type(last) is not int or last != first + count - 1:
         raise ValueError("last_seq must equal first_seq + event_count - 1")
     if not all(is_archiver_timestamp(t) for t in times):
         raise ValueError("first/last_received_at must be archiver timestamps")
 
 
 def parse_seal(seal_bytes: bytes, *, key: str | None = None) -> Seal:
-    """Parse and structurally validate stored seal bytes.
+    """Parse and structurally validate stored seal bytes (not their canonical form).
 
     Raises:
-        MalformedSegmentError: not UTF-8 JSON, duplicate or unknown fields,
-            missing fields, wrong types or inconsistent event range.
+        MalformedSegmentError: not a flat ASCII JSON object, duplicate or
+            unknown fields, missing fields, wrong types or ranges, impossible
+            dates, or a seal that contradicts itself (see the module docstring).
     """
+    _check_flat(seal_bytes, key)
     try:
-        fields = json.loads(seal_bytes.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+        fields = json.loads(
+            seal_bytes.decode("ascii"),
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+        )
         if not isinstance(fields, dict):
             raise ValueError("seal is not a JSON object")
         _check_fields(fields)

@@ -14,6 +14,17 @@ still needs no second object to be verified.
 The seal block is ``seal bytes "\\n" signature line "\\n"``; the signature line
 is ``{"signature":"<base64>"}``. Nothing in here re-encodes stored bytes:
 :func:`open_segment` returns slices of the object as stored.
+
+Reading untrusted objects (the verifier): the leading bytes, never the key's
+extension, decide the container. :func:`read_seal_frame` takes the seal frame
+off a reader (at most :data:`MAX_SEAL_BLOCK` bytes of block), and
+:class:`BodyInflater` decompresses the rest in a stream, with every bound
+explicit: a zstd body is one frame that declares its content size (at most
+``max_body_bytes``), has a content checksum, no dictionary and a window of at
+most ``max_window`` bytes, and nothing follows it; a gzip body is one member
+and inflates to at most ``max_body_bytes``. Each piece of output is at most
+about :data:`INFLATE_PIECE` bytes, whatever the compression ratio, so memory
+does not grow with the body.
 """
 
 from __future__ import annotations
@@ -21,10 +32,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import json
+import re
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import zstandard
@@ -39,7 +52,11 @@ from audit_archiver.errors import MalformedSegmentError
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "INFLATE_PIECE",
+    "MAX_SEAL_BLOCK",
+    "BodyInflater",
     "OpenedSegment",
+    "SealFrame",
     "SealedSegment",
     "SegmentBody",
     "assemble_segment",
@@ -48,8 +65,10 @@ __all__ = [
     "decompress_body",
     "finish_segment",
     "open_segment",
+    "parse_signature_line",
     "prepare_body",
     "prepare_runs_body",
+    "read_seal_frame",
 ]
 
 ZSTD_SEAL_MAGIC = 0x184D2A5A
@@ -70,6 +89,7 @@ class OpenedSegment:
     signature: bytes
     body: bytes
     container: str
+    signature_canonical: bool = True
 
     @property
     def seal_hash(self) -> str:
@@ -332,45 +352,324 @@ def assemble_segment(seal: Seal, body: bytes, signer: Signer) -> SealedSegment:
     return SealedSegment(seal.object_key, data, seal, seal_bytes)
 
 
-def _split_block(block: bytes, container: str, body: bytes) -> OpenedSegment:
+_SIGNATURE_LINE = re.compile(rb'\A\{"signature":"([A-Za-z0-9+/]*={0,2})"\}\Z')
+_MAX_SIGNATURE_LINE = 4096
+
+
+def parse_signature_line(line: bytes) -> tuple[bytes, bool]:
+    """Return the signature of a signature line, and whether the line is canonical.
+
+    The canonical line matches ``{"signature":"<standard base64>"}`` byte for
+    byte, with zero unused bits (base64 re-encodes to the same text). A line
+    that is only not canonical (whitespace, escapes) is read with a flat JSON
+    parse (no nesting is possible: a ``[`` or a second ``{`` is refused first),
+    so the verifier can still authenticate the seal and report the form.
+
+    Raises:
+        MalformedSegmentError: not a signature line, or base64 that does not decode.
+    """
+    match = _SIGNATURE_LINE.match(line)
+    canonical = match is not None
+    text = match.group(1) if match is not None else _lenient_signature(line)
+    try:
+        signature = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise MalformedSegmentError(f"invalid signature line: {e}") from e
+    if not signature:
+        raise MalformedSegmentError("invalid signature line: empty signature")
+    return signature, canonical and base64.b64encode(signature) == text
+
+
+def _lenient_signature(line: bytes) -> bytes:
+    if len(line) > _MAX_SIGNATURE_LINE or b"[" in line or line.count(b"{") != 1:
+        raise MalformedSegmentError("invalid signature line: not a flat JSON object")
+    try:
+        fields = json.loads(line, object_pairs_hook=_pairs_once)
+        if not isinstance(fields, dict) or set(fields) != {"signature"}:
+            raise ValueError("expected exactly one field, 'signature'")
+        value = fields["signature"]
+        if not isinstance(value, str) or not value.isascii():
+            raise ValueError("the signature must be an ASCII string")
+    except (ValueError, TypeError, RecursionError) as e:
+        raise MalformedSegmentError(f"invalid signature line: {e}") from e
+    return value.encode("ascii")
+
+
+def _pairs_once(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    if len({name for name, _ in pairs}) != len(pairs):
+        raise ValueError("repeated field")
+    return dict(pairs)
+
+
+@dataclass(frozen=True)
+class SealFrame:
+    """The seal frame taken off the front of an object (nothing checked yet).
+
+    ``container`` (``zstd`` or ``gzip``) is decided by the leading bytes;
+    ``size`` is the frame's length in the object, so the body starts there.
+    """
+
+    container: str
+    seal_bytes: bytes
+    signature_line: bytes
+    size: int
+
+
+def _read_exact(read: Callable[[int], bytes], size: int) -> bytes:
+    """Read exactly ``size`` bytes (``read`` may return fewer), or fewer at the end."""
+    parts: list[bytes] = []
+    missing = size
+    while missing > 0:
+        part = read(missing)
+        if not part:
+            break
+        if len(part) > missing:
+            raise MalformedSegmentError("reader returned more bytes than asked for")
+        parts.append(part)
+        missing -= len(part)
+    return b"".join(parts)
+
+
+def _read_block(read: Callable[[int], bytes], size: int, what: str) -> bytes:
+    data = _read_exact(read, size)
+    if len(data) != size:
+        raise MalformedSegmentError(f"truncated {what}")
+    return data
+
+
+def _split_frame_block(block: bytes) -> tuple[bytes, bytes]:
     parts = block.split(b"\n")
     if len(parts) != 3 or parts[2] != b"":
         raise MalformedSegmentError("seal block must be two newline-terminated lines")
-    try:
-        signature_fields = json.loads(parts[1])
-        if not isinstance(signature_fields, dict) or set(signature_fields) != {"signature"}:
-            raise ValueError("expected exactly one field, 'signature'")
-        signature = base64.b64decode(signature_fields["signature"], validate=True)
-    except (ValueError, TypeError, KeyError, binascii.Error) as e:
-        raise MalformedSegmentError(f"invalid signature line: {e}") from e
-    return OpenedSegment(parts[0], signature, body, container)
+    return parts[0], parts[1]
+
+
+def read_seal_frame(read: Callable[[int], bytes]) -> SealFrame:
+    """Take the seal frame off the front of an object, reading only its bytes.
+
+    ``read(n)`` returns up to ``n`` more bytes of the object (``b""`` at the
+    end). The leading bytes decide the container (a zstd skippable frame or
+    an empty gzip member with the ``AS`` extra field); at most
+    ``8 + MAX_SEAL_BLOCK`` (zstd) or ``MAX_SEAL_BLOCK + 26`` (gzip) bytes are read.
+
+    Raises:
+        MalformedSegmentError: no seal frame, a truncated or oversized one, or
+            a block that is not two newline-terminated lines.
+    """
+    head = _read_exact(read, 4)
+    if head == _ZSTD_SEAL_MAGIC_BYTES:
+        (size,) = struct.unpack("<I", _read_block(read, 4, "seal frame"))
+        if size > MAX_SEAL_BLOCK:
+            raise MalformedSegmentError("oversized seal frame")
+        block = _read_block(read, size, "seal frame")
+        return SealFrame("zstd", *_split_frame_block(block), 8 + size)
+    if head == _GZIP_SEAL_HEADER[:4]:
+        rest = _read_block(read, len(_GZIP_SEAL_HEADER) - 4 + 6, "seal member")
+        header = head + rest
+        if header[: len(_GZIP_SEAL_HEADER)] != _GZIP_SEAL_HEADER:
+            raise MalformedSegmentError("seal member has an unexpected gzip header")
+        xlen, subfield_id, size = struct.unpack("<H2sH", header[len(_GZIP_SEAL_HEADER) :])
+        if subfield_id != _GZIP_SUBFIELD_ID or xlen != size + 4 or size > MAX_SEAL_BLOCK:
+            raise MalformedSegmentError("seal member has no audit-archiver extra field")
+        block = _read_block(read, size, "seal member")
+        if _read_block(read, len(_GZIP_EMPTY_TRAILER), "seal member") != _GZIP_EMPTY_TRAILER:
+            raise MalformedSegmentError("seal member is not an empty gzip member")
+        frame_size = len(header) + size + len(_GZIP_EMPTY_TRAILER)
+        return SealFrame("gzip", *_split_frame_block(block), frame_size)
+    raise MalformedSegmentError("not an audit-archiver segment (no seal frame)")
 
 
 def open_segment(data: bytes) -> OpenedSegment:
     """Split stored segment bytes into seal bytes, signature and compressed body.
 
+    For the writer's read-back of its own objects; the verifier streams
+    (:func:`read_seal_frame`, :class:`BodyInflater`).
+
     Raises:
         MalformedSegmentError: the bytes do not start with a v1 seal frame, or
             the frame is truncated or inconsistent.
     """
-    if data.startswith(_ZSTD_SEAL_MAGIC_BYTES):
-        if len(data) < 8:
-            raise MalformedSegmentError("truncated seal frame")
-        (size,) = struct.unpack_from("<I", data, 4)
-        if size > MAX_SEAL_BLOCK or len(data) < 8 + size:
-            raise MalformedSegmentError("truncated or oversized seal frame")
-        return _split_block(data[8 : 8 + size], "zstd", data[8 + size :])
-    if data.startswith(_GZIP_SEAL_HEADER):
-        head = len(_GZIP_SEAL_HEADER)
-        if len(data) < head + 6:
-            raise MalformedSegmentError("truncated seal member")
-        (xlen,) = struct.unpack_from("<H", data, head)
-        subfield_id = data[head + 2 : head + 4]
-        (size,) = struct.unpack_from("<H", data, head + 4)
-        end = head + 2 + xlen
-        if subfield_id != _GZIP_SUBFIELD_ID or xlen != size + 4 or len(data) < end + 10:
-            raise MalformedSegmentError("seal member has no audit-archiver extra field")
-        if data[end : end + 10] != _GZIP_EMPTY_TRAILER:
-            raise MalformedSegmentError("seal member is not an empty gzip member")
-        return _split_block(data[head + 6 : end], "gzip", data[end + 10 :])
-    raise MalformedSegmentError("not an audit-archiver segment (no seal frame)")
+    frame = read_seal_frame(io.BytesIO(data).read)
+    signature, canonical = parse_signature_line(frame.signature_line)
+    return OpenedSegment(
+        frame.seal_bytes, signature, data[frame.size :], frame.container, canonical
+    )
+
+
+INFLATE_PIECE = 256 * 1024
+"""About the most output one step of :class:`BodyInflater` produces (plus one block)."""
+_ZSTD_BLOCK_MAX = 128 * 1024
+_RAW, _RLE, _COMPRESSED = 0, 1, 2
+
+
+class BodyInflater:
+    """Decompress a stored body fed in chunks, in pieces of bounded size.
+
+    :meth:`feed` yields the inflated bytes of each chunk as it arrives, never
+    more than about :data:`INFLATE_PIECE` (plus one 128 KiB zstd block) at a
+    time; :meth:`finish` says whether the body was complete. A zstd frame is
+    walked block by block (RFC 8878 section 3.1.1), so the inflater knows
+    where the frame ends (data after it is refused) and can hand the
+    decompressor a few blocks at a time: a compression ratio cannot make one
+    step large. Once it raises, the inflater is spent.
+
+    Raises (from both methods):
+        MalformedSegmentError: not one well-formed frame or member, a bound
+            exceeded, a checksum or size that does not match.
+    """
+
+    def __init__(self, container: str, *, max_body_bytes: int, max_window: int) -> None:
+        if container not in ("zstd", "gzip"):
+            raise MalformedSegmentError(f"unknown compression {container!r}")
+        self.container = container
+        self.inflated = 0
+        self._max_body = max_body_bytes
+        self._max_window = max_window
+        self._zlib = zlib.decompressobj(31) if container == "gzip" else None
+        self._zstd = (
+            zstandard.ZstdDecompressor(max_window_size=max_window).decompressobj()
+            if container == "zstd"
+            else None
+        )
+        self._pending = b""  # zstd: bytes of a frame header or block header not yet complete
+        self._state = "header"  # zstd walker: header, block, body, checksum, done
+        self._remaining = 0  # bytes left in the current state (block body or checksum)
+        self._last_block = False
+        self._has_checksum = False
+        self._content_size = 0
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        """Yield the inflated bytes of the next stored chunk, in bounded pieces."""
+        try:
+            if self._zlib is not None:
+                yield from self._feed_gzip(self._zlib, chunk)
+            else:
+                yield from self._feed_zstd(chunk)
+        except (zstandard.ZstdError, zlib.error) as e:
+            raise MalformedSegmentError(f"cannot decompress body: {e}") from e
+
+    def finish(self) -> None:
+        """Check that the body was exactly one complete frame or member."""
+        if self._zlib is not None:
+            if not self._zlib.eof:
+                raise MalformedSegmentError("truncated gzip body")
+            return
+        if self._state != "done":
+            raise MalformedSegmentError("truncated zstd body")
+        if self.inflated != self._content_size:
+            raise MalformedSegmentError(
+                f"zstd body inflated to {self.inflated} bytes, its header declares"
+                f" {self._content_size}"
+            )
+
+    def _count(self, piece: bytes) -> bytes:
+        self.inflated += len(piece)
+        if self.inflated > self._max_body:
+            raise MalformedSegmentError(f"body inflates past {self._max_body} bytes")
+        return piece
+
+    def _feed_gzip(self, unpacker: zlib._Decompress, chunk: bytes) -> Iterator[bytes]:
+        data = chunk
+        while data:
+            if unpacker.eof:
+                raise MalformedSegmentError("data after the gzip body")
+            piece = unpacker.decompress(data, INFLATE_PIECE)
+            data = unpacker.unconsumed_tail
+            if piece:
+                yield self._count(piece)
+            if unpacker.unused_data:
+                raise MalformedSegmentError("data after the gzip body")
+
+    def _feed_zstd(self, chunk: bytes) -> Iterator[bytes]:
+        """Walk the frame over ``chunk``; decompress it in runs of a few blocks."""
+        data = self._pending + chunk
+        self._pending = b""
+        start = position = 0
+        budget = 0  # most output the blocks in data[start:position] can make
+        while position < len(data):
+            if self._state == "header":
+                size = self._header_size(data[position:])
+                if size is None or len(data) - position < size:
+                    self._pending = data[position:]
+                    return
+                self._check_header(data[position : position + size])
+                position += size
+                self._state = "block"
+            elif self._state == "block":
+                if len(data) - position < 3:
+                    yield from self._inflate(data[start:position])
+                    self._pending = data[position:]
+                    return
+                budget += self._block_header(data[position : position + 3])
+                position += 3
+            elif self._state in ("body", "checksum"):
+                step = min(self._remaining, len(data) - position)
+                position += step
+                self._remaining -= step
+                if self._remaining == 0:
+                    self._state = self._after_body()
+            else:
+                raise MalformedSegmentError("data after the zstd body")
+            if budget >= INFLATE_PIECE and self._state in ("block", "checksum", "done"):
+                yield from self._inflate(data[start:position])
+                start, budget = position, 0
+        yield from self._inflate(data[start:position])
+
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
+        if data:
+            assert self._zstd is not None
+            piece = self._zstd.decompress(data)
+            if piece:
+                yield self._count(piece)
+
+    @staticmethod
+    def _header_size(data: bytes) -> int | None:
+        """The frame header's length, from its first 5 bytes (None: not enough yet)."""
+        if len(data) < 5:
+            return None
+        if data[:4] != _ZSTD_FRAME_MAGIC:
+            raise MalformedSegmentError("body is not a zstd frame")
+        descriptor = data[4]
+        single = (descriptor >> 5) & 1
+        content_size_bytes = (single, 2, 4, 8)[descriptor >> 6]
+        return 5 + (0 if single else 1) + (0, 1, 2, 4)[descriptor & 3] + content_size_bytes
+
+    def _check_header(self, header: bytes) -> None:
+        params = zstandard.get_frame_parameters(header)
+        if header[4] & 0x08:
+            raise MalformedSegmentError("zstd frame header sets a reserved bit")
+        if params.content_size == zstandard.CONTENTSIZE_UNKNOWN:
+            raise MalformedSegmentError("zstd frame does not declare its content size")
+        if params.content_size > self._max_body:
+            raise MalformedSegmentError(f"body inflates past {self._max_body} bytes")
+        if not params.has_checksum:
+            raise MalformedSegmentError("zstd frame has no content checksum")
+        if params.dict_id:
+            raise MalformedSegmentError("zstd frame needs a dictionary")
+        if params.window_size > self._max_window:
+            raise MalformedSegmentError(
+                f"zstd window of {params.window_size} bytes is over {self._max_window}"
+            )
+        self._has_checksum = True
+        self._content_size = params.content_size
+
+    def _block_header(self, header: bytes) -> int:
+        """Enter a block; return the most output it can make."""
+        value = int.from_bytes(header, "little")
+        self._last_block = bool(value & 1)
+        kind, size = (value >> 1) & 3, value >> 3
+        if kind not in (_RAW, _RLE, _COMPRESSED) or size > _ZSTD_BLOCK_MAX:
+            raise MalformedSegmentError("invalid zstd block header")
+        self._remaining = 1 if kind == _RLE else size
+        self._state = "body"
+        if self._remaining == 0:
+            self._state = self._after_body()
+        return _ZSTD_BLOCK_MAX if kind == _COMPRESSED else size
+
+    def _after_body(self) -> str:
+        if self._state == "checksum" or (self._last_block and not self._has_checksum):
+            return "done"
+        if self._last_block:
+            self._remaining = 4
+            return "checksum"
+        return "block"

@@ -13,6 +13,7 @@ message, what KMS ``ECDSA_SHA_256`` returns).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,12 +56,15 @@ class Signer(Protocol):
         ...
 
 
-def key_id_of(public_key: PublicKey) -> str:
-    """Return the key id of a public key: hex SHA-256 of its SPKI DER."""
-    der = public_key.public_bytes(
+def _spki_der(public_key: PublicKey) -> bytes:
+    return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return hashlib.sha256(der).hexdigest()
+
+
+def key_id_of(public_key: PublicKey) -> str:
+    """Return the key id of a public key: hex SHA-256 of its SPKI DER."""
+    return hashlib.sha256(_spki_der(public_key)).hexdigest()
 
 
 def generate_ed25519_private_pem() -> bytes:
@@ -115,11 +119,24 @@ class Ed25519Signer:
 
 @dataclass(frozen=True)
 class TrustedKey:
-    """A public key the verifier trusts, with its id and algorithm."""
+    """A public key the verifier trusts, with its id and algorithm.
+
+    It pickles (for worker processes) as its SubjectPublicKeyInfo DER, from
+    which :func:`load_trusted_key` rebuilds it: the key objects of
+    ``cryptography`` do not pickle themselves.
+    """
 
     key_id: str
     algorithm: str
     public_key: PublicKey
+
+    def spki_der(self) -> bytes:
+        """The public key's SubjectPublicKeyInfo DER (what the key id hashes)."""
+        return _spki_der(self.public_key)
+
+    def __reduce__(self) -> tuple[Callable[[bytes], TrustedKey], tuple[bytes]]:
+        """Pickle as the SPKI DER; unpickling reloads and re-derives the key id."""
+        return load_trusted_key, (self.spki_der(),)
 
     def verify(self, signature: bytes, message: bytes) -> bool:
         """Tell whether ``signature`` over ``message`` is valid for this key."""

@@ -12,6 +12,12 @@ Invariants this driver keeps:
 - Every get asks for the stored checksum (``ChecksumMode=ENABLED``) and
   botocore checks the body against it; a mismatch is a
   :class:`~audit_archiver.errors.TransportChecksumError` naming the key.
+  botocore checks only through its ``StreamingBody.read`` and only when a
+  read returns ``b""``: :meth:`S3Store.open_object` reads through it and asks
+  for that final empty read as soon as ``ContentLength`` bytes have arrived.
+- ``open_object`` refuses an object whose ``ContentLength`` is over the
+  caller's limit before reading any of its body, and stops reading when more
+  bytes than the limit arrive (the header could lie).
 - Every botocore exception is wrapped here, at the boundary:
   :class:`~audit_archiver.errors.StorageUnavailableError` when S3 could not be
   reached or asked us to come back later (retrying may help),
@@ -29,11 +35,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
@@ -48,17 +55,20 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     IncompleteReadError,
     ProxyConnectionError,
 )
+from urllib3.exceptions import HTTPError as URLLib3HTTPError
+from urllib3.exceptions import ProtocolError as URLLib3ProtocolError
 
 from audit_archiver import __version__
 from audit_archiver.errors import (
     ConfigurationError,
     ObjectExistsError,
     ObjectNotFoundError,
+    ObjectTooLargeError,
     StorageError,
     StorageUnavailableError,
     TransportChecksumError,
 )
-from audit_archiver.storage.base import ObjectInfo, ObjectVersion
+from audit_archiver.storage.base import BucketSettings, ObjectInfo, ObjectVersion
 
 __all__ = ["BucketSettings", "S3Store"]
 
@@ -108,39 +118,6 @@ _PUBLIC_ACCESS_FLAGS = (
     "BlockPublicPolicy",
     "RestrictPublicBuckets",
 )
-
-
-@dataclass(frozen=True)
-class BucketSettings:
-    """What a bucket is configured to do, as S3 reports it.
-
-    A configuration the bucket does not have maps to None (or False, or all
-    flags False for the public access block), never to an error.
-
-    Attributes:
-        object_lock_enabled: Object Lock is enabled on the bucket.
-        default_retention_mode: ``"COMPLIANCE"`` or ``"GOVERNANCE"``, if a default rule is set.
-        default_retention_days: the default retention period in days; a period
-            given in years is converted at 365 days per year.
-        versioning_status: ``"Enabled"`` or ``"Suspended"``; None if never enabled.
-        encryption_algorithm: default encryption, e.g. ``"aws:kms"`` or ``"AES256"``.
-        kms_key_id: the default KMS key, if any.
-        bucket_key_enabled: S3 Bucket Keys are enabled for default encryption.
-        public_access_block: the four Block Public Access flags by their S3 names.
-        bucket_policy: the parsed bucket policy document, if any.
-        ownership_controls: the object ownership setting, e.g. ``"BucketOwnerEnforced"``.
-    """
-
-    object_lock_enabled: bool
-    default_retention_mode: str | None
-    default_retention_days: int | None
-    versioning_status: str | None
-    encryption_algorithm: str | None
-    kms_key_id: str | None
-    bucket_key_enabled: bool
-    public_access_block: dict[str, bool]
-    bucket_policy: dict[str, Any] | None
-    ownership_controls: str | None
 
 
 class S3Store:
@@ -273,6 +250,34 @@ class S3Store:
         finally:
             body.close()
         return data, _info(key, response)
+
+    def open_object(
+        self, key: str, version_id: str | None = None, *, max_bytes: int
+    ) -> _S3ObjectStream:
+        """Open ``key`` (or ``version_id``) as a stream of at most ``max_bytes`` bytes.
+
+        One GetObject with ``ChecksumMode=ENABLED``; ``info`` (retention, legal
+        hold, checksum) comes from its headers. When ``ContentLength`` is over
+        ``max_bytes`` the body is closed unread.
+
+        Raises:
+            ObjectTooLargeError: ``ContentLength`` is over ``max_bytes``.
+            ObjectNotFoundError: no such object or version (or it is a delete marker).
+            StorageUnavailableError: S3 could not be reached or asked to retry later.
+            StorageError: S3 refused.
+        """
+        try:
+            response = self._client.get_object(
+                ChecksumMode="ENABLED", **self._params(key, version_id)
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise self._read_error(e, "GetObject", key, version_id) from e
+        stream = _S3ObjectStream(self, key, version_id, response, max_bytes)
+        size = stream.info.size
+        if size > max_bytes:
+            stream.close()
+            raise ObjectTooLargeError(key, limit=max_bytes, size=size)
+        return stream
 
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
         """Return size, checksum, retention and legal hold of ``key`` (or of ``version_id``).
@@ -464,6 +469,108 @@ class S3Store:
                 f"S3 {operation} {where} unavailable: {type(error).__name__}: {error}"
             )
         return StorageError(f"S3 {operation} {where} failed: {type(error).__name__}: {error}")
+
+
+class _S3ObjectStream:
+    """A GetObject body read through botocore's ``StreamingBody`` (which checks the checksum).
+
+    Bounded: a read never asks S3 for more than one byte past ``max_bytes``.
+    Once ``ContentLength`` bytes have arrived the stream asks botocore for one
+    more read, which returns ``b""`` and makes it check the checksum and the
+    length, so a mismatch is raised with the last bytes, not only when the
+    caller happens to read again.
+    """
+
+    def __init__(
+        self,
+        store: S3Store,
+        key: str,
+        version_id: str | None,
+        response: dict[str, Any],
+        max_bytes: int,
+    ) -> None:
+        self.info = _info(key, response)
+        self._store = store
+        self._key = key
+        self._version_id = version_id
+        self._body = response["Body"]
+        self._expected = _reported_checksum(response)
+        self._length = response.get("ContentLength")
+        self._max_bytes = max_bytes
+        self._received = 0
+        self._finished = False
+        self._closed = False
+
+    def read(self, size: int) -> bytes:
+        """Return up to ``size`` more bytes; ``b""`` at the end (after the checksum passed).
+
+        Raises:
+            ObjectTooLargeError: more than ``max_bytes`` bytes arrived.
+            TransportChecksumError: the bytes do not match the checksum S3 holds.
+            StorageUnavailableError: the connection broke or timed out.
+            StorageError: the read failed otherwise.
+            ValueError: ``size`` is not positive, or the stream is closed.
+        """
+        if size <= 0:
+            raise ValueError("read size must be positive")
+        if self._closed:
+            raise ValueError("read from a closed object stream")
+        if self._finished:
+            return b""
+        chunk = self._read(min(size, self._max_bytes - self._received + 1))
+        self._received += len(chunk)
+        if self._received > self._max_bytes:
+            self.close()
+            raise ObjectTooLargeError(self._key, limit=self._max_bytes, size=None)
+        if not chunk:
+            self._finished = True
+        elif self._received == self._length:
+            tail = self._read(1)  # b"" here makes botocore check checksum and length
+            if tail:
+                self.close()
+                raise ObjectTooLargeError(self._key, limit=self._max_bytes, size=None)
+            self._finished = True
+        return chunk
+
+    def _read(self, size: int) -> bytes:
+        try:
+            chunk: bytes = self._body.read(size)
+        except FlexibleChecksumError as e:
+            self.close()
+            raise self._store._checksum_error(e, self._key, self._version_id, self._expected) from e
+        except BotoCoreError as e:
+            self.close()
+            raise self._store._error(e, "GetObject", self._key, self._version_id) from e
+        except (URLLib3ProtocolError, http.client.HTTPException, OSError) as e:
+            self.close()
+            raise StorageUnavailableError(
+                f"S3 GetObject {self._store._where(self._key, self._version_id)} unavailable: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        except URLLib3HTTPError as e:
+            self.close()
+            raise StorageError(
+                f"S3 GetObject {self._store._where(self._key, self._version_id)} failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        return chunk
+
+    def close(self) -> None:
+        """Close the response body (an unread body closes its connection)."""
+        if not self._closed:
+            self._closed = True
+            self._body.close()
+
+    def __enter__(self) -> _S3ObjectStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _client_config() -> Config:

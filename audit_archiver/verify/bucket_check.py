@@ -1,19 +1,75 @@
 """``bucket check``: is a live bucket configured the way an audit archive needs?
 
-Pure evaluation of :class:`~audit_archiver.storage.s3.BucketSettings`; each
+Pure evaluation of :class:`~audit_archiver.storage.base.BucketSettings`; each
 check names the setting, says whether it passed and what was found, so a team
 can run it right after provisioning (see terraform/).
+
+The three Object Lock rules that ``verify --bucket`` also enforces (Object
+Lock enabled, versioning Enabled, default retention COMPLIANCE) live in
+:func:`object_lock_problems` only; :func:`check_bucket` derives its verdicts
+for them from it, and the verifier reports its tuples as problems.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
-if TYPE_CHECKING:
-    from audit_archiver.storage.s3 import BucketSettings
+from audit_archiver.storage.base import BucketSettings
 
-__all__ = ["CheckResult", "check_bucket", "render_checks"]
+__all__ = ["CheckResult", "SettingProblem", "check_bucket", "object_lock_problems", "render_checks"]
+
+OBJECT_LOCK_DISABLED = "bucket_object_lock_disabled"
+VERSIONING_DISABLED = "bucket_versioning_disabled"
+DEFAULT_RETENTION = "bucket_default_retention"
+
+
+class SettingProblem(NamedTuple):
+    """One Object Lock rule the bucket breaks, as the verify report states it."""
+
+    kind: str
+    detail: str
+    expected: str
+    found: str
+
+
+def object_lock_problems(settings: BucketSettings) -> list[SettingProblem]:
+    """The Object Lock rules ``settings`` break: (kind, detail, expected, found) each.
+
+    An archive needs all three: Object Lock enabled (segments cannot be
+    deleted), versioning Enabled (an overwrite leaves the original version),
+    and a COMPLIANCE default retention (no one, not even root, can shorten it).
+    The kinds and texts are part of the verify report's interface.
+    """
+    problems = []
+    if not settings.object_lock_enabled:
+        problems.append(
+            SettingProblem(
+                OBJECT_LOCK_DISABLED,
+                "Object Lock is not enabled: segments can be deleted",
+                "Enabled",
+                "disabled",
+            )
+        )
+    if settings.versioning_status != "Enabled":
+        problems.append(
+            SettingProblem(
+                VERSIONING_DISABLED,
+                "versioning is not enabled",
+                "Enabled",
+                str(settings.versioning_status),
+            )
+        )
+    if settings.default_retention_mode != "COMPLIANCE":
+        problems.append(
+            SettingProblem(
+                DEFAULT_RETENTION,
+                "default retention is not COMPLIANCE",
+                "COMPLIANCE",
+                str(settings.default_retention_mode),
+            )
+        )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -51,17 +107,18 @@ def check_bucket(settings: BucketSettings, min_retention_days: int) -> list[Chec
     days = settings.default_retention_days
     blocks = settings.public_access_block
     tls_only = _denies_insecure_transport(settings.bucket_policy)
+    broken = {problem.kind for problem in object_lock_problems(settings)}
     return [
         CheckResult(
             "object-lock",
-            settings.object_lock_enabled,
+            OBJECT_LOCK_DISABLED not in broken,
             "Object Lock enabled"
-            if settings.object_lock_enabled
+            if OBJECT_LOCK_DISABLED not in broken
             else "Object Lock is not enabled (it can only be set when the bucket is created)",
         ),
         CheckResult(
             "default-retention-mode",
-            settings.default_retention_mode == "COMPLIANCE",
+            DEFAULT_RETENTION not in broken,
             f"default retention mode: {settings.default_retention_mode or 'none'}"
             " (need COMPLIANCE)",
         ),
@@ -73,7 +130,7 @@ def check_bucket(settings: BucketSettings, min_retention_days: int) -> list[Chec
         ),
         CheckResult(
             "versioning",
-            settings.versioning_status == "Enabled",
+            VERSIONING_DISABLED not in broken,
             f"versioning: {settings.versioning_status or 'never enabled'}",
         ),
         CheckResult(

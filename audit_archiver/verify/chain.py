@@ -1,32 +1,41 @@
 """Chain checks across one stream's segments, fed in segment order.
 
-Invariants of a whole stream: segment numbers run 0, 1, 2, ... with no gap;
-segment 0 links to the genesis hash and starts at event seq 0; every other
-segment's ``prev_seal_hash`` is the previous seal's hash, its ``first_seq``
-continues the previous segment's event seq, and neither ``received_at`` nor
-``sealed_at`` goes backwards across the link.
+The link rule itself lives in :mod:`audit_archiver.core.chain`, shared with the
+writer; this module applies it to results as they arrive and keeps the
+per-stream figures of the report.
+
+- Segment numbers come from object keys: a number seen again is
+  ``duplicate_segment``, a jump is ``sequence_gap``.
+- A segment whose seal could not be authenticated (malformed, unknown key, bad
+  signature, key not allowed) is a hole: it is counted as a segment, its events
+  are not, and the link into the next segment is not checked (nothing trusted
+  is left to check it against). The same holds after a gap in the numbers.
+  The time floors (newest ``received_at`` and ``sealed_at`` seen) are kept
+  across holes and gaps, so time still never goes backwards.
+- Which key signed which range of segments is recorded for the report and the
+  state file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from audit_archiver.core.seal import GENESIS_HASH
+from audit_archiver.core.chain import ChainHead, link_faults
+from audit_archiver.core.layout import parse_segment_key
+from audit_archiver.core.seal import Seal
 from audit_archiver.verify.problems import Problem
 from audit_archiver.verify.segment_check import SegmentResult
 
-__all__ = ["ChainAnchor", "StreamChain", "StreamSummary"]
+__all__ = ["KeyRange", "StreamChain", "StreamSummary", "seal_prefix"]
 
 
 @dataclass(frozen=True)
-class ChainAnchor:
-    """The verified segment just before the first one checked in this run."""
+class KeyRange:
+    """Consecutive authenticated segments of a stream signed by one key."""
 
-    segment_seq: int
-    seal_hash: str
-    next_seq: int
-    last_received_at: str | None
-    sealed_at: str
+    key_id: str
+    first_segment: int
+    last_segment: int
 
 
 @dataclass(frozen=True)
@@ -41,30 +50,36 @@ class StreamSummary:
     newest_sealed_at: str | None
     head_segment_seq: int | None
     head_seal_hash: str | None
+    keys: list[KeyRange] = field(default_factory=list)
+
+
+def seal_prefix(seal: Seal) -> str | None:
+    """Return the prefix a seal's ``object_key`` names, or None if it follows no layout."""
+    location = parse_segment_key(seal.object_key)
+    return None if location is None else location.prefix
 
 
 class StreamChain:
     """Accumulates one stream's segment results in order and checks each link."""
 
     def __init__(
-        self, stream: str, anchor: ChainAnchor | None = None, first_segment: int = 0
+        self, stream: str, head: ChainHead | None = None, *, first_segment: int = 0
     ) -> None:
-        """Start a chain at segment 0, after a verified ``anchor``, or (``--since``) at
-        ``first_segment`` with no link check into it."""
+        """Start a chain at genesis (no ``head``, ``first_segment`` 0), after a verified
+        ``head`` (``--state``), or (``--since``) at ``first_segment`` > 0 with no link
+        check into it."""
         self.stream = stream
         self.problems: list[Problem] = []
-        self._expected_segment = first_segment if anchor is None else anchor.segment_seq + 1
-        self._unlinked_start = first_segment if anchor is None and first_segment else None
-        self._previous = anchor
+        if head is None and first_segment == 0:
+            head = ChainHead()
+        self._head = head
+        self._expected_segment = head.next_segment_seq if head is not None else first_segment
+        self._floor = head or ChainHead()
         self.head_result: SegmentResult | None = None
+        self.key_ranges: list[KeyRange] = []
         self._segments = 0
         self._events = 0
         self._first_received: str | None = None
-        self._last_received: str | None = anchor.last_received_at if anchor else None
-        self._newest_sealed: str | None = None
-        self._head: tuple[int, str] | None = (
-            None if anchor is None else (anchor.segment_seq, anchor.seal_hash)
-        )
 
     def _problem(
         self, kind: str, key: str, detail: str, expected: object = None, found: object = None
@@ -98,109 +113,57 @@ class StreamChain:
                 expected=self._expected_segment,
                 found=number,
             )
-            self._previous = None
+            self._head = None
         self._expected_segment = number + 1
         self._segments += 1
-        self._events += result.events
         seal = result.seal
         if seal is None or result.seal_hash is None:
-            self._previous = None
+            self._head = None
             return
-        self._check_link(result)
-        self._previous = ChainAnchor(
-            number,
-            result.seal_hash,
-            seal.next_seq,
-            seal.last_received_at or self._last_received,
-            seal.sealed_at,
+        self._events += result.events
+        if self._head is not None:
+            for fault in link_faults(self._head, seal):
+                self._problem(fault.kind, result.key, fault.detail, fault.expected, fault.found)
+        self._head = self._floor.after(seal, result.seal_hash)
+        self._floor = ChainHead(
+            last_received_at=_newest(self._head.last_received_at, self._floor.last_received_at),
+            last_sealed_at=_newest(seal.sealed_at, self._floor.last_sealed_at),
         )
-        self._head = (number, result.seal_hash)
         self.head_result = result
+        self._record_key(seal.key_id, number)
         if seal.first_received_at and self._first_received is None:
             self._first_received = seal.first_received_at
-        if seal.last_received_at:
-            self._last_received = seal.last_received_at
-        if self._newest_sealed is None or seal.sealed_at > self._newest_sealed:
-            self._newest_sealed = seal.sealed_at
 
-    def _check_link(self, result: SegmentResult) -> None:
-        seal = result.seal
-        assert seal is not None
-        if result.segment_seq == self._unlinked_start:
-            return
-        if result.segment_seq == 0:
-            if seal.prev_seal_hash != GENESIS_HASH:
-                self._problem(
-                    "chain_broken",
-                    result.key,
-                    "segment 0 does not link to genesis",
-                    expected=GENESIS_HASH,
-                    found=seal.prev_seal_hash,
-                )
-            if seal.first_seq != 0:
-                self._problem(
-                    "sequence_gap",
-                    result.key,
-                    "stream does not start at event seq 0",
-                    expected=0,
-                    found=seal.first_seq,
-                )
-            return
-        previous = self._previous
-        if previous is None:
-            return
-        if seal.prev_seal_hash != previous.seal_hash:
-            self._problem(
-                "chain_broken",
-                result.key,
-                f"does not link to segment {previous.segment_seq}",
-                expected=previous.seal_hash,
-                found=seal.prev_seal_hash,
-            )
-        if seal.first_seq != previous.next_seq:
-            self._problem(
-                "sequence_gap",
-                result.key,
-                "event seq does not continue the previous segment",
-                expected=previous.next_seq,
-                found=seal.first_seq,
-            )
-        if (
-            seal.first_received_at
-            and previous.last_received_at
-            and seal.first_received_at < previous.last_received_at
-        ):
-            self._problem(
-                "time_regression",
-                result.key,
-                "first event was received before the previous segment's last",
-                expected=f">= {previous.last_received_at}",
-                found=seal.first_received_at,
-            )
-        if seal.sealed_at < previous.sealed_at:
-            self._problem(
-                "time_regression",
-                result.key,
-                "sealed before the previous segment",
-                expected=f">= {previous.sealed_at}",
-                found=seal.sealed_at,
-            )
+    def _record_key(self, key_id: str, number: int) -> None:
+        last = self.key_ranges[-1] if self.key_ranges else None
+        if last is not None and last.key_id == key_id:
+            self.key_ranges[-1] = KeyRange(key_id, last.first_segment, number)
+        else:
+            self.key_ranges.append(KeyRange(key_id, number, number))
 
     @property
-    def head_anchor(self) -> ChainAnchor | None:
-        """The newest segment that links correctly, as the next run's anchor."""
-        return self._previous
+    def head(self) -> ChainHead | None:
+        """The head after the newest segment if it linked correctly, else None."""
+        return self._head
 
     def summary(self) -> StreamSummary:
         """Return the figures for this stream so far."""
-        head_seq, head_hash = self._head if self._head else (None, None)
+        head = self.head_result
         return StreamSummary(
             self.stream,
             self._segments,
             self._events,
             self._first_received,
-            self._last_received,
-            self._newest_sealed,
-            head_seq,
-            head_hash,
+            self._floor.last_received_at,
+            self._floor.last_sealed_at,
+            head.segment_seq if head else None,
+            head.seal_hash if head else None,
+            list(self.key_ranges),
         )
+
+
+def _newest(one: str | None, other: str | None) -> str | None:
+    """The later of two archiver timestamps (fixed width: string order is time order)."""
+    if one is None or other is None:
+        return one or other
+    return max(one, other)

@@ -2,18 +2,51 @@
 
 The JSON shape is public interface: ``ok``, ``streams``, ``segments``,
 ``events`` and ``problems`` (each with ``kind``, ``key``, ``detail``) always
-appear; ``stream_summaries`` and ``notices`` add detail.
+appear; ``stream_summaries`` (with the key ranges of each stream), ``notices``
+and ``prefix`` (the prefix the seals name) add detail.
+
+Keys, stream ids and details can carry text an attacker chose (a file name, an
+unsigned seal's ``object_key``). The text report escapes every control,
+format and separator character, so nothing in it can move the cursor, clear
+the screen or draw a fake verdict; the JSON report is escaped by the encoder.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from audit_archiver.verify.chain import StreamSummary
 from audit_archiver.verify.problems import KINDS, Notice, Problem
 
-__all__ = ["Notice", "Report", "render_text"]
+__all__ = ["Notice", "Report", "render_text", "safe_text"]
+
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def safe_text(text: str) -> str:
+    """Escape every character a terminal could act on (controls, bidi and other
+    format characters, separators, surrogates) as ``\\xNN``, ``\\uNNNN`` or
+    ``\\UNNNNNNNN``; a backslash is doubled so escapes cannot be forged."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif unicodedata.category(char) in _UNSAFE_CATEGORIES:
+            code = ord(char)
+            out.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 @dataclass
@@ -22,6 +55,7 @@ class Report:
 
     source: str
     streams: list[StreamSummary] = field(default_factory=list)
+    prefix: str | None = None
     problems: list[Problem] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
 
@@ -51,6 +85,7 @@ class Report:
             "notices": [asdict(n) for n in self.notices],
             "stream_summaries": [asdict(s) for s in self.streams],
             "source": self.source,
+            "prefix": self.prefix,
         }
 
 
@@ -58,29 +93,36 @@ def render_text(report: Report) -> str:
     """Render the report for a human reader: summary, streams, then each problem."""
     verdict = "PASSED" if report.ok else f"FAILED ({len(report.problems)} problem(s))"
     lines = [
-        f"audit-archiver verification of {report.source}: {verdict}",
+        f"audit-archiver verification of {safe_text(report.source)}: {verdict}",
         f"  {len(report.streams)} stream(s), {report.segments} segment(s),"
         f" {report.events} event(s)",
-        "",
     ]
+    if report.prefix is not None:
+        lines.append(f"  prefix named by the seals: {safe_text(report.prefix) or '(none)'}")
+    lines.append("")
     for s in report.streams:
         span = (
             f"{s.first_received_at} .. {s.last_received_at}" if s.first_received_at else "no events"
         )
-        lines.append(f"stream {s.stream}: {s.segments} segment(s), {s.events} event(s)")
+        lines.append(f"stream {safe_text(s.stream)}: {s.segments} segment(s), {s.events} event(s)")
         lines.append(f"  events received: {span}")
         lines.append(
             f"  newest seal:     {s.newest_sealed_at or '-'}"
             f" (segment {s.head_segment_seq if s.head_segment_seq is not None else '-'})"
         )
+        for r in s.keys:
+            lines.append(
+                f"  signed by key {r.key_id}: segments {r.first_segment}..{r.last_segment}"
+            )
     if report.notices:
         lines += ["", "Notices:"]
-        lines += [f"  [{n.kind}] {n.key}: {n.detail}" for n in report.notices]
+        lines += [f"  [{n.kind}] {safe_text(n.key)}: {safe_text(n.detail)}" for n in report.notices]
     if report.problems:
         lines += ["", "Problems:"]
         for p in report.problems:
-            lines.append(f"  [{p.kind}] {p.key}: {p.detail}")
+            lines.append(f"  [{p.kind}] {safe_text(p.key)}: {safe_text(p.detail)}")
             if p.expected is not None or p.found is not None:
-                lines.append(f"      expected {p.expected or '-'}, found {p.found or '-'}")
+                expected, found = safe_text(p.expected or "-"), safe_text(p.found or "-")
+                lines.append(f"      expected {expected}, found {found}")
             lines.append(f"      meaning: {KINDS[p.kind]}")
     return "\n".join(lines) + "\n"

@@ -6,11 +6,14 @@ bypassed by anyone with ``s3:BypassGovernanceRetention``) until at least
 second). ``min_days`` is the verifier's
 ``--min-retention-days`` or, when not given, the retention the writer recorded
 in the seal, or 1 day. A legal hold is reported as a notice.
+
+A required retain-until date beyond datetime's range (after year 9999) cannot
+be met by any lock: ``retention_too_short``, never an exception.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from audit_archiver.core.encoding import parse_rfc3339
 from audit_archiver.core.seal import Seal
@@ -56,9 +59,8 @@ def check_retention(
     if seal is None:
         return problems, notices
     days = min_days if min_days is not None else (seal.retention_days or 1)
-    sealed = parse_rfc3339(seal.sealed_at)
-    required = (sealed + timedelta(days=days)).replace(microsecond=0)
-    if info.retain_until < required:
+    required = _required_until(seal.sealed_at, days)
+    if required is None or info.retain_until < required:
         problems.append(
             Problem(
                 "retention_too_short",
@@ -66,8 +68,18 @@ def check_retention(
                 f"retained until {info.retain_until.isoformat()}, less than {days} day(s) after"
                 f" sealing{version}",
                 stream=stream,
-                expected=f">= {required.isoformat()}",
+                expected=f">= {required.isoformat()}"
+                if required is not None
+                else f">= {seal.sealed_at} + {days} days (after year 9999)",
                 found=info.retain_until.isoformat(),
             )
         )
     return problems, notices
+
+
+def _required_until(sealed_at: str, days: int) -> datetime | None:
+    """``sealed_at + days`` to the second, or None when no datetime can hold it."""
+    try:
+        return (parse_rfc3339(sealed_at) + timedelta(days=days)).replace(microsecond=0)
+    except (OverflowError, ValueError):
+        return None

@@ -9,22 +9,26 @@ from pathlib import Path
 
 from audit_archiver.core.encoding import parse_rfc3339
 from audit_archiver.core.layout import validate_prefix, validate_stream_id
+from audit_archiver.core.trust import TrustPolicy
 from audit_archiver.errors import ConfigurationError
-from audit_archiver.keys import load_public_keys
+from audit_archiver.storage.base import BucketSettingsSource
 from audit_archiver.storage.specs import LocalSpec, S3Spec, StoreSpec
+from audit_archiver.trust_file import load_trust_file, policy_from_public_keys
 from audit_archiver.verify.progress import ProgressReporter
 from audit_archiver.verify.report import Report
+from audit_archiver.verify.segment_check import Limits
 from audit_archiver.verify.state import load_state, save_state
 from audit_archiver.verify.verifier import Verifier, VerifyOptions, default_workers
 
-__all__ = ["VerifySettings", "build_verifier", "run_verify"]
+__all__ = ["VerifySettings", "build_verifier", "load_policy", "run_verify"]
 
 
 @dataclass(frozen=True)
 class VerifySettings:
     """Everything the ``verify`` command was asked to do."""
 
-    public_keys: tuple[Path, ...]
+    public_keys: tuple[Path, ...] = ()
+    trust: Path | None = None
     local_dir: Path | None = None
     bucket: str | None = None
     endpoint_url: str | None = None
@@ -36,7 +40,25 @@ class VerifySettings:
     min_retention_days: int | None = None
     max_age: float | None = None
     since: str | None = None
+    deep: bool = False
+    max_object_bytes: int | None = None
     progress: bool = True
+
+
+def load_policy(public_keys: tuple[Path, ...], trust: Path | None) -> TrustPolicy:
+    """The trust policy of a command that checks signatures: ``--trust FILE``, or every
+    ``--public-key`` allowed for every stream.
+
+    Raises:
+        ConfigurationError: neither or both given, or a key or trust file is bad.
+    """
+    if (trust is None) == (not public_keys):
+        raise ConfigurationError(
+            "give either --trust FILE or one or more --public-key PEM (not both)"
+        )
+    if trust is not None:
+        return load_trust_file(trust)
+    return policy_from_public_keys(list(public_keys))
 
 
 def _source(settings: VerifySettings) -> tuple[StoreSpec, str, VerifyOptions]:
@@ -65,7 +87,7 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
         ConfigurationError: no source or two, bad prefix, stream id, time or
             numbers, unreadable keys or state.
     """
-    trusted = load_public_keys(list(settings.public_keys))
+    policy = load_policy(settings.public_keys, settings.trust)
     try:
         if settings.prefix is not None:
             validate_prefix(settings.prefix)
@@ -83,6 +105,10 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
         ),
         (settings.max_age is None or settings.max_age > 0, "--max-age must be positive"),
         (
+            settings.max_object_bytes is None or settings.max_object_bytes >= 1024,
+            "--max-object-bytes must be at least 1024",
+        ),
+        (
             (settings.local_dir is None) != (settings.bucket is None),
             "give either --local-dir DIR or --bucket NAME to verify",
         ),
@@ -92,10 +118,15 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
             raise ConfigurationError(message)
     spec, source, base = _source(settings)
     state = load_state(settings.state, source) if settings.state else {}
+    limits = Limits()
+    if settings.max_object_bytes is not None:
+        limits = dataclasses.replace(limits, max_object_bytes=settings.max_object_bytes)
     options = dataclasses.replace(
         base,
         streams=settings.streams,
         workers=workers,
+        limits=limits,
+        deep=settings.deep,
         min_retention_days=settings.min_retention_days,
         max_age=settings.max_age,
         since=since,
@@ -103,7 +134,11 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
         state=state,
     )
     progress = ProgressReporter() if settings.progress else None
-    return Verifier(spec.open(), trusted, options, source=source, spec=spec, progress=progress)
+    store = spec.open()
+    bucket = store if isinstance(store, BucketSettingsSource) else None
+    return Verifier(
+        store, policy, options, source=source, spec=spec, bucket=bucket, progress=progress
+    )
 
 
 def run_verify(settings: VerifySettings) -> Report:

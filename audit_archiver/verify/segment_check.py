@@ -1,31 +1,103 @@
 """Checks of one stored segment on its own: framing, seal, signature, body, key.
 
-:func:`check_segment` is pure CPU work on bytes (no I/O), so the verifier can
-run it in worker processes. It never raises for bad data: every finding
-becomes a :class:`~audit_archiver.verify.problems.Problem` in the result.
-Chain checks across segments live in :mod:`audit_archiver.verify.chain`.
+:func:`check_segment` reads one object from a stream (``read(n)``) and never
+raises for bad data: every finding becomes a
+:class:`~audit_archiver.verify.problems.Problem` in the result. Chain checks
+across segments live in :mod:`audit_archiver.verify.chain`.
+
+Order (authentication first, see ``docs/FORMAT.md``):
+
+1. the seal frame (bounded) and the signature line;
+2. ``key_id`` taken from the seal bytes by byte pattern, no parse;
+3. ``unknown_key`` / ``signature_invalid``: stop, nothing else of the seal is read;
+4. strict parse (``malformed_segment``), then canonical form (``not_canonical``);
+5. the trust policy (``key_not_allowed``);
+6. key, body size and hash, decompression, lines, Merkle root.
+
+A segment that fails 1-5 yields exactly one problem and no seal. After that,
+at most one problem per kind per segment: the first finding of a kind is
+reported, with the number of findings of that kind in the segment, so a
+hostile key holder cannot make the report grow with the number of lines.
+
+Memory is O(chunk + zstd window + one line under ``deep``), never O(body):
+the body is hashed and inflated as it is read, lines are split as they come
+out, each leaf is hashed incrementally, and only a line's first
+:data:`~audit_archiver.core.line.HEADER_MAX_BYTES` bytes and last byte are
+kept (whole lines, up to ``max_line_bytes``, only with ``deep``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
-from audit_archiver.core.line import parse_line_header
-from audit_archiver.core.merkle import root_of_lines
-from audit_archiver.core.seal import Seal, parse_seal, signing_message
-from audit_archiver.core.segment import DEFAULT_MAX_BODY_BYTES, decompress_body, open_segment
-from audit_archiver.core.signing import TrustedKey
+from audit_archiver.core.encoding import parse_rfc3339
+from audit_archiver.core.line import HEADER_MAX_BYTES, canonical_line_fault, parse_line_prefix
+from audit_archiver.core.merkle import MerkleFolder
+from audit_archiver.core.seal import (
+    Seal,
+    is_canonical,
+    parse_seal,
+    seal_hash,
+    seal_key_id,
+    signing_message,
+)
+from audit_archiver.core.segment import (
+    BodyInflater,
+    SealFrame,
+    parse_signature_line,
+    read_seal_frame,
+)
 from audit_archiver.errors import MalformedSegmentError
 from audit_archiver.verify.problems import Notice, Problem
 
-__all__ = ["SegmentResult", "check_segment"]
+if TYPE_CHECKING:
+    from audit_archiver.core.trust import TrustPolicy
+
+__all__ = ["Limits", "Readable", "SegmentResult", "check_segment"]
+
+MiB = 1024 * 1024
+READ_CHUNK = 256 * 1024
+
+
+class Readable(Protocol):
+    """What :func:`check_segment` reads from (a storage ``ObjectStream``, ``io.BytesIO``)."""
+
+    def read(self, size: int, /) -> bytes:
+        """Up to ``size`` more bytes; ``b""`` at the end."""
+        ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource bounds of one segment check (documented in ``docs/FORMAT.md``).
+
+    Attributes:
+        max_object_bytes: the largest object read (4 x the 16 MiB segments the
+            agent writes with default settings); more is ``object_too_large``.
+        max_body_bytes: the largest inflated body; a zstd frame must declare
+            its content size, at most this.
+        max_window: the largest zstd window (decoder memory) accepted.
+        max_line_bytes: the longest event line ``--deep`` parses (1 MiB of
+            event plus the header); a longer one is ``event_invalid``.
+    """
+
+    max_object_bytes: int = 64 * MiB
+    max_body_bytes: int = 64 * MiB
+    max_window: int = 8 * MiB
+    max_line_bytes: int = 1 * MiB + HEADER_MAX_BYTES
 
 
 @dataclass(frozen=True)
 class SegmentResult:
-    """What one segment's own checks found. Holds no event data."""
+    """What one segment's own checks found. Holds no event data.
+
+    ``seal`` is set only when the seal is authenticated, well formed,
+    canonical and allowed by the trust policy; ``key_id`` is then the key
+    that signed it and ``seal_prefix`` the prefix its ``object_key`` names.
+    """
 
     key: str
     stream: str
@@ -37,198 +109,473 @@ class SegmentResult:
     problems: tuple[Problem, ...] = field(default=())
     version_id: str | None = None
     notices: tuple[Notice, ...] = field(default=())
+    key_id: str | None = None
+    seal_prefix: str | None = None
+
+
+@dataclass
+class _Finding:
+    problem: Problem
+    count: int = 1
 
 
 @dataclass
 class _Findings:
+    """At most one problem per kind; later findings of a kind are only counted."""
+
     key: str
     stream: str
-    problems: list[Problem] = field(default_factory=list)
+    found: dict[str, _Finding] = field(default_factory=dict)
 
     def add(self, kind: str, detail: str, expected: object = None, found: object = None) -> None:
-        self.problems.append(
-            Problem(
-                kind,
-                self.key,
-                detail,
-                stream=self.stream,
-                expected=None if expected is None else str(expected),
-                found=None if found is None else str(found),
-            )
+        known = self.found.get(kind)
+        if known is not None:
+            known.count += 1
+            return
+        problem = Problem(
+            kind,
+            self.key,
+            detail,
+            stream=self.stream,
+            expected=None if expected is None else str(expected),
+            found=None if found is None else str(found),
         )
+        self.found[kind] = _Finding(problem)
+
+    def problems(self) -> tuple[Problem, ...]:
+        out = []
+        for finding in self.found.values():
+            problem = finding.problem
+            if finding.count > 1:
+                detail = f"{problem.detail} (first of {finding.count} such findings)"
+                problem = Problem(
+                    problem.kind,
+                    problem.key,
+                    detail,
+                    problem.stream,
+                    problem.expected,
+                    problem.found,
+                )
+            out.append(problem)
+        return tuple(out)
 
 
-def _check_signature(
-    seal: Seal,
-    seal_bytes: bytes,
-    signature: bytes,
-    trusted: Mapping[str, TrustedKey],
-    out: _Findings,
-) -> None:
-    key = trusted.get(seal.key_id)
-    if key is None:
-        out.add("unknown_key", "seal is signed by a key that is not trusted", found=seal.key_id)
-        return
-    if key.algorithm != seal.signature_algorithm:
-        out.add(
-            "signature_invalid",
-            "seal names another signature algorithm than its key's",
-            expected=key.algorithm,
-            found=seal.signature_algorithm,
-        )
-        return
-    if not key.verify(signature, signing_message(seal_bytes)):
-        out.add("signature_invalid", "signature does not verify", expected=seal.key_id)
+class _StopCheckError(Exception):
+    """The object failed steps 1-5 or a limit: the check ends here."""
 
 
-def _check_lines(seal: Seal, raw: bytes, out: _Findings) -> int:
-    if raw and not raw.endswith(b"\n"):
-        out.add("malformed_segment", "body does not end with a newline")
-    lines = raw.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    root = root_of_lines(lines).hex()
-    if root != seal.merkle_root:
-        out.add(
-            "merkle_mismatch",
-            "Merkle root of the event lines differs from the seal",
-            expected=seal.merkle_root,
-            found=root,
-        )
-    first_time = last_time = None
-    bad_lines: list[int] = []
-    for index, line in enumerate(lines):
-        header = parse_line_header(line)
-        if header is None:
-            bad_lines.append(index + 1)
-            continue
-        seq, received_at = header
-        if seq != seal.first_seq + index:
-            out.add(
-                "sequence_gap",
-                f"line {index + 1} has seq {seq}",
-                expected=seal.first_seq + index,
-                found=seq,
-            )
-        if last_time is not None and received_at < last_time:
-            out.add(
-                "time_regression",
-                f"line {index + 1} was received before the line above it",
-                expected=f">= {last_time}",
-                found=received_at,
-            )
-        first_time = first_time or received_at
-        last_time = received_at
-    if bad_lines:
-        out.add(
-            "event_invalid",
-            f"{len(bad_lines)} line(s) lack the seq/received_at header, first at line {bad_lines[0]}",
-        )
-    _check_bounds(seal, len(lines), first_time, last_time, out)
-    return len(lines)
+class _ByteCounter:
+    """Counts what is read and enforces ``max_object_bytes`` (a second line of defence)."""
+
+    def __init__(self, source: Readable, limit: int) -> None:
+        self._source = source
+        self._limit = limit
+        self.total = 0
+
+    def read(self, size: int) -> bytes:
+        data = self._source.read(size)
+        self.total += len(data)
+        if self.total > self._limit:
+            raise _TooLargeError
+        return data
 
 
-def _check_bounds(
-    seal: Seal, count: int, first_time: str | None, last_time: str | None, out: _Findings
-) -> None:
-    if count != seal.event_count:
-        out.add(
-            "seal_mismatch",
-            "event count differs from the seal",
-            expected=seal.event_count,
-            found=count,
-        )
-    if (first_time, last_time) != (seal.first_received_at, seal.last_received_at):
-        out.add(
-            "seal_mismatch",
-            "received_at bounds differ from the seal",
-            expected=f"{seal.first_received_at}..{seal.last_received_at}",
-            found=f"{first_time}..{last_time}",
-        )
-    if seal.last_received_at is not None and seal.sealed_at < seal.last_received_at:
-        out.add(
-            "time_regression",
-            "sealed_at is before the last event was received",
-            expected=f">= {seal.last_received_at}",
-            found=seal.sealed_at,
-        )
-
-
-def _check_key(
-    seal: Seal, key: str, expected_object_key: str | None, out: _Findings, segment_seq: int
-) -> None:
-    if expected_object_key is not None:
-        matches = seal.object_key == expected_object_key
-    else:
-        matches = seal.object_key == key or seal.object_key.endswith("/" + key)
-    if not matches:
-        out.add(
-            "key_mismatch",
-            "object is stored under another key than its seal names",
-            expected=expected_object_key or key,
-            found=seal.object_key,
-        )
-    if seal.stream != out.stream:
-        out.add(
-            "key_mismatch", "seal belongs to another stream", expected=out.stream, found=seal.stream
-        )
-    if seal.segment_seq != segment_seq:
-        out.add(
-            "key_mismatch",
-            "seal names another segment number",
-            expected=segment_seq,
-            found=seal.segment_seq,
-        )
+class _TooLargeError(Exception):
+    """More than ``max_object_bytes`` arrived."""
 
 
 def check_segment(
     key: str,
-    data: bytes,
-    trusted: Mapping[str, TrustedKey],
+    stream: Readable,
+    policy: TrustPolicy,
     *,
-    stream: str,
+    stream_id: str,
     segment_seq: int,
     expected_object_key: str | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    limits: Limits | None = None,
+    deep: bool = False,
 ) -> SegmentResult:
-    """Check one segment's bytes and return every problem found.
+    """Check one stored segment read from ``stream`` and return every problem found.
 
     ``key`` is where the object was found (bucket key, or path relative to a
-    downloaded folder); ``stream`` and ``segment_seq`` are parsed from it.
+    downloaded folder); ``stream_id`` and ``segment_seq`` are parsed from it.
     With ``expected_object_key`` the seal must name exactly that key; without
     it (a folder whose prefix is unknown) the seal's key must end with ``key``.
+    ``deep`` also checks that each line is one canonical JSON object.
+
+    Exceptions from ``stream.read`` (transport failures, the storage layer's
+    own size limit and checksum) propagate: the caller decides what they mean.
     """
-    out = _Findings(key, stream)
+    limits = limits or Limits()
+    out = _Findings(key, stream_id)
+    source = _ByteCounter(stream, limits.max_object_bytes)
+    check = _Check(key, segment_seq, expected_object_key, limits, deep, out, source)
     try:
-        opened = open_segment(data)
-        seal = parse_seal(opened.seal_bytes, key=key)
-    except MalformedSegmentError as e:
-        out.add("malformed_segment", str(e))
-        return SegmentResult(key, stream, segment_seq, len(data), problems=tuple(out.problems))
-    _check_signature(seal, opened.seal_bytes, opened.signature, trusted, out)
-    _check_key(seal, key, expected_object_key, out, segment_seq)
-    body_hash = hashlib.sha256(opened.body).hexdigest()
-    if body_hash != seal.body_hash:
+        check.run(policy)
+    except _StopCheckError:
+        check.seal = None
+        check.events = 0
+    except _TooLargeError:
+        out.found.clear()
         out.add(
-            "body_hash_mismatch",
-            "compressed body differs from the sealed one",
-            expected=seal.body_hash,
-            found=body_hash,
+            "object_too_large",
+            f"object is larger than the limit of {limits.max_object_bytes} bytes",
+            expected=limits.max_object_bytes,
+            found=f"more than {limits.max_object_bytes}",
         )
-    if opened.container != seal.compression:
-        out.add(
-            "malformed_segment",
-            "container does not match the seal's compression",
-            expected=seal.compression,
-            found=opened.container,
-        )
-    events = 0
-    try:
-        raw = decompress_body(opened.body, opened.container, max_bytes=max_body_bytes)
-    except MalformedSegmentError as e:
-        out.add("malformed_segment", str(e))
-    else:
-        events = _check_lines(seal, raw, out)
+        check.seal = None
+        check.events = 0
+    seal = check.seal
     return SegmentResult(
-        key, stream, segment_seq, len(data), seal, opened.seal_hash, events, tuple(out.problems)
+        key,
+        stream_id,
+        segment_seq,
+        source.total,
+        seal,
+        seal_hash(check.seal_bytes) if seal is not None else None,
+        check.events,
+        out.problems(),
+        key_id=check.key_id if seal is not None else None,
+        seal_prefix=_seal_prefix(seal.object_key) if seal is not None else None,
     )
+
+
+def _seal_prefix(object_key: str) -> str:
+    """The prefix an ``object_key`` names: the key minus ``/<stream>/<file>``."""
+    return "/".join(object_key.split("/")[:-2])
+
+
+class _Check:
+    """The state of one segment check (see :func:`check_segment` for the order)."""
+
+    def __init__(  # noqa: PLR0917 (private; one call site)
+        self,
+        key: str,
+        segment_seq: int,
+        expected_object_key: str | None,
+        limits: Limits,
+        deep: bool,
+        out: _Findings,
+        source: _ByteCounter,
+    ) -> None:
+        self.key = key
+        self.segment_seq = segment_seq
+        self.expected_object_key = expected_object_key
+        self.limits = limits
+        self.deep = deep
+        self.out = out
+        self.source = source
+        self.seal: Seal | None = None
+        self.seal_bytes = b""
+        self.key_id: str | None = None
+        self.events = 0
+
+    def fail(
+        self, kind: str, detail: str, expected: object = None, found: object = None
+    ) -> _StopCheckError:
+        self.out.add(kind, detail, expected, found)
+        return _StopCheckError()
+
+    def run(self, policy: TrustPolicy) -> None:
+        try:
+            frame = read_seal_frame(self.source.read)
+            key_id = seal_key_id(frame.seal_bytes, key=self.key)
+            signature, signature_canonical = parse_signature_line(frame.signature_line)
+        except MalformedSegmentError as e:
+            raise self.fail("malformed_segment", str(e)) from None
+        self.seal_bytes = frame.seal_bytes
+        seal = self.authenticate(policy, frame, key_id, signature)
+        if not (signature_canonical and is_canonical(seal, frame.seal_bytes)):
+            what = "seal" if signature_canonical else "signature line"
+            raise self.fail("not_canonical", f"the {what} is not in canonical form")
+        refusal = policy.refusal(key_id, seal.stream, seal.object_key, _sealed_at(seal))
+        if refusal is not None:
+            raise self.fail("key_not_allowed", refusal, found=key_id)
+        self.seal, self.key_id = seal, key_id
+        self.check_key(seal)
+        if frame.container != seal.compression:
+            self.out.add(
+                "malformed_segment",
+                "the object's container differs from the seal's compression",
+                expected=seal.compression,
+                found=frame.container,
+            )
+        self.check_body(seal, frame.container)
+
+    def authenticate(
+        self, policy: TrustPolicy, frame: SealFrame, key_id: str, signature: bytes
+    ) -> Seal:
+        """Steps 3 and 4: the signature, then the strict parse of authenticated bytes."""
+        trusted = policy.key(key_id)
+        if trusted is None:
+            raise self.fail(
+                "unknown_key", "seal is signed by a key that is not trusted", found=key_id
+            )
+        if not trusted.verify(signature, signing_message(frame.seal_bytes)):
+            raise self.fail("signature_invalid", "signature does not verify", expected=key_id)
+        try:
+            seal = parse_seal(frame.seal_bytes, key=self.key)
+        except MalformedSegmentError as e:
+            raise self.fail("malformed_segment", str(e)) from None
+        if seal.key_id != key_id:
+            raise self.fail("malformed_segment", "invalid seal: key_id is not the signing key")
+        if seal.signature_algorithm != trusted.algorithm:
+            raise self.fail(
+                "signature_invalid",
+                "seal names another signature algorithm than its key's",
+                expected=trusted.algorithm,
+                found=seal.signature_algorithm,
+            )
+        return seal
+
+    def check_key(self, seal: Seal) -> None:
+        out = self.out
+        if self.expected_object_key is not None:
+            matches = seal.object_key == self.expected_object_key
+        else:
+            matches = seal.object_key == self.key or seal.object_key.endswith("/" + self.key)
+        if not matches:
+            out.add(
+                "key_mismatch",
+                "object is stored under another key than its seal names",
+                expected=self.expected_object_key or self.key,
+                found=seal.object_key,
+            )
+        if seal.stream != out.stream:
+            out.add(
+                "key_mismatch",
+                "seal belongs to another stream",
+                expected=out.stream,
+                found=seal.stream,
+            )
+        if seal.segment_seq != self.segment_seq:
+            out.add(
+                "key_mismatch",
+                "seal names another segment number",
+                expected=self.segment_seq,
+                found=seal.segment_seq,
+            )
+
+    def check_body(self, seal: Seal, container: str) -> None:
+        """Hash, size and inflate the stored body in one pass; check its lines."""
+        out = self.out
+        digest = hashlib.sha256()
+        size = 0
+        inflater: BodyInflater | None = BodyInflater(
+            container, max_body_bytes=self.limits.max_body_bytes, max_window=self.limits.max_window
+        )
+        lines = _Lines(seal, out, self.deep, self.limits.max_line_bytes)
+        while chunk := self.source.read(READ_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            if inflater is None:
+                continue
+            try:
+                for piece in inflater.feed(chunk):
+                    lines.feed(piece)
+            except MalformedSegmentError as e:
+                out.add("malformed_segment", str(e))
+                inflater = None
+        if inflater is not None:
+            try:
+                inflater.finish()
+            except MalformedSegmentError as e:
+                out.add("malformed_segment", str(e))
+                inflater = None
+        if size != seal.body_size:
+            out.add(
+                "body_size_mismatch",
+                "stored body length differs from the seal's body_size",
+                expected=seal.body_size,
+                found=size,
+            )
+        found = digest.hexdigest()
+        if found != seal.body_hash:
+            out.add(
+                "body_hash_mismatch",
+                "compressed body differs from the sealed one",
+                expected=seal.body_hash,
+                found=found,
+            )
+        if inflater is not None:
+            self.events = lines.finish()
+
+
+def _sealed_at(seal: Seal) -> datetime:
+    # parse_seal has checked sealed_at: an archiver timestamp, a real UTC date.
+    return parse_rfc3339(seal.sealed_at)
+
+
+class _Lines:
+    """Splits inflated pieces into event lines and checks each as it completes.
+
+    A line is kept whole only when it fits in one piece (at most a piece) or,
+    under ``deep``, up to ``max_line_bytes``; otherwise only its header bytes,
+    its last byte and a running leaf hash are kept. Lines past the seal's
+    ``event_count`` are only counted: the count already differs, and so must
+    the Merkle root.
+    """
+
+    def __init__(self, seal: Seal, out: _Findings, deep: bool, max_line_bytes: int) -> None:
+        self.seal = seal
+        self.out = out
+        self.deep = deep
+        self.max_line = max_line_bytes
+        self.merkle = MerkleFolder()
+        self.count = 0
+        self.first_time: str | None = None
+        self.last_time: str | None = None
+        self.ended_with_newline = True
+        # A line that spans pieces:
+        self.partial: hashlib._Hash | None = None
+        self.head = b""
+        self.last_byte = b""
+        self.parts: list[bytes] | None = None
+        self.partial_size = 0
+
+    def feed(self, piece: bytes) -> None:
+        if not piece:
+            return
+        self.ended_with_newline = piece.endswith(b"\n")
+        if self.count > self.seal.event_count:
+            self.count += piece.count(b"\n")
+            return
+        start = 0
+        while True:
+            end = piece.find(b"\n", start)
+            if end < 0:
+                if start < len(piece):
+                    self.extend(piece[start:])
+                return
+            if self.partial is None:
+                self.line(piece[start:end])
+            else:
+                self.extend(piece[start:end])
+                self.end_partial()
+            start = end + 1
+            if self.count > self.seal.event_count:
+                self.count += piece.count(b"\n", start)
+                return
+
+    def extend(self, part: bytes) -> None:
+        if self.partial is None:
+            self.partial = hashlib.sha256(b"\x00")
+            self.head, self.last_byte, self.partial_size = b"", b"", 0
+            self.parts = [] if self.deep else None
+        self.partial.update(part)
+        self.partial_size += len(part)
+        if len(self.head) < HEADER_MAX_BYTES:
+            self.head += part[: HEADER_MAX_BYTES - len(self.head)]
+        if part:
+            self.last_byte = part[-1:]
+        if self.parts is not None:
+            if self.partial_size <= self.max_line:
+                self.parts.append(part)
+            else:
+                self.parts = None
+                self.out.add(
+                    "event_invalid",
+                    f"line {self.count + 1} is longer than {self.max_line} bytes",
+                )
+
+    def end_partial(self) -> None:
+        assert self.partial is not None
+        leaf = self.partial.digest()
+        header = parse_line_prefix(self.head) if self.last_byte == b"}" else None
+        line = b"".join(self.parts) if self.parts is not None else None
+        self.partial, self.parts = None, None
+        self.check(leaf, header, line, long=self.deep and line is None)
+
+    def line(self, line: bytes) -> None:
+        leaf = hashlib.sha256(b"\x00" + line).digest()
+        header = parse_line_prefix(line) if line.endswith(b"}") else None
+        too_long = self.deep and len(line) > self.max_line
+        if too_long:
+            self.out.add(
+                "event_invalid", f"line {self.count + 1} is longer than {self.max_line} bytes"
+            )
+        self.check(leaf, header, None if too_long else line, long=too_long)
+
+    def check(
+        self, leaf: bytes, header: tuple[int, str] | None, line: bytes | None, *, long: bool
+    ) -> None:
+        index = self.count
+        self.count += 1
+        if index >= self.seal.event_count:
+            return
+        self.merkle.add(leaf)
+        if header is None:
+            self.out.add(
+                "event_invalid",
+                f"line {index + 1} lacks the seq/received_at header or the closing }}",
+            )
+            return
+        if self.deep and not long and line is not None:
+            fault = canonical_line_fault(line)
+            if fault is not None:
+                self.out.add("event_invalid", f"line {index + 1}: {fault}")
+        seq, received_at = header
+        expected = self.seal.first_seq + index
+        if seq != expected:
+            self.out.add(
+                "sequence_gap", f"line {index + 1} has seq {seq}", expected=expected, found=seq
+            )
+        if self.last_time is not None and received_at < self.last_time:
+            self.out.add(
+                "time_regression",
+                f"line {index + 1} was received before the line above it",
+                expected=f">= {self.last_time}",
+                found=received_at,
+            )
+        self.first_time = self.first_time or received_at
+        self.last_time = received_at
+
+    def finish(self) -> int:
+        """Check what only the whole body tells; return the number of lines."""
+        if self.partial is not None:
+            self.end_partial()
+        seal, out = self.seal, self.out
+        if self.count and not self.ended_with_newline:
+            out.add("malformed_segment", "body does not end with a newline")
+        if self.count > seal.event_count:
+            out.add(
+                "merkle_mismatch",
+                "the body has more lines than the seal's event_count, so another Merkle root",
+                expected=seal.merkle_root,
+                found="not computed",
+            )
+        else:
+            root = self.merkle.root().hex()
+            if root != seal.merkle_root:
+                out.add(
+                    "merkle_mismatch",
+                    "Merkle root of the event lines differs from the seal",
+                    expected=seal.merkle_root,
+                    found=root,
+                )
+        if self.count != seal.event_count:
+            out.add(
+                "seal_mismatch",
+                "event count differs from the seal",
+                expected=seal.event_count,
+                found=self.count,
+            )
+        times = (self.first_time, self.last_time)
+        if self.count <= seal.event_count and times != (
+            seal.first_received_at,
+            seal.last_received_at,
+        ):
+            out.add(
+                "seal_mismatch",
+                "received_at bounds differ from the seal",
+                expected=f"{seal.first_received_at}..{seal.last_received_at}",
+                found=f"{self.first_time}..{self.last_time}",
+            )
+        if seal.last_received_at is not None and seal.sealed_at < seal.last_received_at:
+            out.add(
+                "time_regression",
+                "sealed_at is before the last event was received",
+                expected=f">= {seal.last_received_at}",
+                found=seal.sealed_at,
+            )
+        return self.count

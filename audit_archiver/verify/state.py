@@ -2,32 +2,49 @@
 incremental runs.
 
 After a run with no problem, ``verify --state FILE`` records for every stream
-the newest verified segment (number, seal hash, object version, and what the
-next segment must link to). The next run fails a stream whose newest segment is
-older than that head (a deleted tail) or whose head segment changed (a
-rewritten history), and only downloads segments newer than the head.
-The file is written atomically; it is evidence, keep it where the bucket's
-writers cannot change it.
+the newest verified segment (number, seal hash, object version, and the chain
+head the next segment must continue), the ids of the keys that have signed the
+stream, and a digest of the listing of every segment before that head. The next
+run:
+
+- fails a stream whose newest segment is older than that head (``truncated``)
+  or whose head segment changed (``history_rewritten``);
+- checks, from the version listing it makes anyway (no download), that every
+  segment at or before the head is still there as the same original version:
+  a segment deleted, replaced or overwritten there is ``history_rewritten``
+  (delete markers and later versions are reported as everywhere else);
+- reports a key that signs a stream for the first time as ``key_changed``,
+  unless the trust file names that stream for the key;
+- downloads only the segments after the head.
+
+The file is written atomically and fsync'd; it is evidence, keep it where the
+bucket's writers cannot change it. Version 1 files (without key ids or
+listing digest) are read; those checks start with the next clean run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from audit_archiver._files import write_atomically
+from audit_archiver.core.chain import ChainHead
 from audit_archiver.errors import ConfigurationError
-from audit_archiver.verify.chain import ChainAnchor
 
-__all__ = ["StreamHead", "load_state", "save_state"]
+__all__ = ["StreamHead", "history_digest", "load_state", "save_state"]
 
-_VERSION = 1
+_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+_MAX_STATE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
 class StreamHead:
-    """A stream's verified head."""
+    """A stream's verified head, the keys seen on it and its listing digest."""
 
     key: str
     version_id: str | None
@@ -36,12 +53,71 @@ class StreamHead:
     next_seq: int
     last_received_at: str | None
     sealed_at: str
+    key_ids: tuple[str, ...] = ()
+    history_digest: str | None = None
 
-    def anchor(self) -> ChainAnchor:
-        """The chain anchor the next segment must link to."""
-        return ChainAnchor(
-            self.segment_seq, self.seal_hash, self.next_seq, self.last_received_at, self.sealed_at
+    def chain_head(self) -> ChainHead:
+        """The chain head the next segment must continue."""
+        return ChainHead(
+            self.segment_seq + 1,
+            self.seal_hash,
+            self.next_seq,
+            self.last_received_at,
+            self.sealed_at,
         )
+
+
+def history_digest(originals: Iterable[tuple[str, str | None, int]]) -> str:
+    """Digest of a stream's listing before its head: (key, version id, size) of each
+    segment's original version, in segment order.
+
+    Computed from the version listing alone, so an incremental run can tell that
+    a segment it no longer downloads was replaced, without downloading it.
+    """
+    digest = hashlib.sha256()
+    for key, version_id, size in originals:
+        digest.update(json.dumps([key, version_id, size]).encode() + b"\n")
+    return digest.hexdigest()
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "key": (str,),
+    "version_id": (str, type(None)),
+    "segment_seq": (int,),
+    "seal_hash": (str,),
+    "next_seq": (int,),
+    "last_received_at": (str, type(None)),
+    "sealed_at": (str,),
+    "history_digest": (str, type(None)),
+}
+
+
+def _head(fields: Any) -> StreamHead:
+    if not isinstance(fields, dict):
+        raise ValueError("a stream's head is not an object")
+    unknown = set(fields) - set(_FIELD_TYPES) - {"key_ids"}
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}")
+    for name, types in _FIELD_TYPES.items():
+        value = fields.get(name)
+        if name not in fields and name != "history_digest":
+            raise ValueError(f"missing field {name!r}")
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise ValueError(f"field {name!r} has the wrong type")
+    key_ids = fields.get("key_ids", [])
+    if not isinstance(key_ids, list) or not all(isinstance(k, str) for k in key_ids):
+        raise ValueError("key_ids must be a list of key ids")
+    return StreamHead(
+        key=fields["key"],
+        version_id=fields["version_id"],
+        segment_seq=fields["segment_seq"],
+        seal_hash=fields["seal_hash"],
+        next_seq=fields["next_seq"],
+        last_received_at=fields["last_received_at"],
+        sealed_at=fields["sealed_at"],
+        key_ids=tuple(key_ids),
+        history_digest=fields.get("history_digest"),
+    )
 
 
 def load_state(path: Path, source: str) -> dict[str, StreamHead]:
@@ -50,39 +126,49 @@ def load_state(path: Path, source: str) -> dict[str, StreamHead]:
     Raises:
         ConfigurationError: unreadable, malformed, or recorded for another archive.
     """
-    if not path.exists():
-        return {}
     try:
-        data = json.loads(path.read_text())
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_STATE_BYTES + 1)
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise ConfigurationError(f"cannot read state file {path}: {e.strerror}") from e
+    try:
+        if len(raw) > _MAX_STATE_BYTES:
+            raise ValueError(f"larger than {_MAX_STATE_BYTES} bytes")
+        data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        if data.get("version") != _VERSION:
+        if data.get("version") not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported state version {data.get('version')!r}")
         if data.get("source") != source:
             raise ConfigurationError(
-                f"state file {path} records {data.get('source')!r}, not {source!r}"
+                f"state file {path} records {data.get('source')!r}, not {source!r}:"
+                " use one state file per archive"
             )
-        return {name: StreamHead(**head) for name, head in data["streams"].items()}
+        streams = data.get("streams")
+        if not isinstance(streams, dict):
+            raise ValueError("'streams' is not an object")
+        return {str(name): _head(head) for name, head in streams.items()}
     except ConfigurationError:
         raise
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+    except (ValueError, TypeError, RecursionError) as e:
         raise ConfigurationError(f"cannot read state file {path}: {e}") from e
 
 
 def save_state(path: Path, source: str, heads: dict[str, StreamHead]) -> None:
-    """Write the state file atomically.
+    """Write the state file atomically (fsync'd: it is evidence).
 
     Raises:
         ConfigurationError: the file cannot be written.
     """
-    payload = {
-        "version": _VERSION,
-        "source": source,
-        "streams": {name: asdict(head) for name, head in sorted(heads.items())},
-    }
-    temporary = path.with_name(f".{path.name}.tmp")
+    streams = {}
+    for name, head in sorted(heads.items()):
+        fields = asdict(head)
+        fields["key_ids"] = sorted(head.key_ids)
+        streams[name] = fields
+    payload = {"version": _VERSION, "source": source, "streams": streams}
     try:
-        temporary.write_text(json.dumps(payload, indent=1) + "\n")
-        os.replace(temporary, path)
+        write_atomically(path, (json.dumps(payload, indent=1) + "\n").encode())
     except OSError as e:
         raise ConfigurationError(f"cannot write state file {path}: {e.strerror}") from e

@@ -10,32 +10,39 @@ Order of work:
    verified in its place. Keys outside the layout are reported.
 3. Decide where each stream's check starts: at segment 0; after the head a
    previous run recorded (``--state``: a tail older than that head is
-   *truncated*, a changed head is *rewritten*); or just before the first
-   segment stored since ``--since``.
+   *truncated*; a changed head, or a segment behind it gone or replaced in the
+   listing, is *rewritten*); or just before the first segment stored since
+   ``--since``.
 4. Fetch and check segments in parallel (:mod:`audit_archiver.verify.worker`),
-   feeding the results to each stream's chain in segment order.
-5. Flag streams whose newest seal is older than ``--max-age``.
+   feeding the results to each stream's chain in segment order, noting which
+   key signed what (``key_changed`` against the state) and which prefix each
+   seal names.
+5. Pin the run's prefix (``prefix_mismatch``) and flag streams whose newest
+   seal is older than ``--max-age``.
+
+Nothing found in an object stops the run: problems are collected and the
+report is always returned (see ADR 6).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from audit_archiver.core.encoding import format_timestamp
 from audit_archiver.core.layout import SegmentKey, parse_segment_key, segment_key, validate_prefix
-from audit_archiver.core.segment import DEFAULT_MAX_BODY_BYTES
-from audit_archiver.core.signing import TrustedKey
-from audit_archiver.storage.base import ObjectStore, ObjectVersion
+from audit_archiver.core.trust import TrustPolicy
+from audit_archiver.storage.base import BucketSettingsSource, ObjectStore, ObjectVersion
 from audit_archiver.storage.specs import S3Spec, StoreSpec
-from audit_archiver.verify.chain import StreamChain
+from audit_archiver.verify.bucket_check import object_lock_problems
+from audit_archiver.verify.chain import StreamChain, seal_prefix
 from audit_archiver.verify.problems import Problem
 from audit_archiver.verify.report import Report
-from audit_archiver.verify.segment_check import SegmentResult
-from audit_archiver.verify.state import StreamHead
-from audit_archiver.verify.worker import CheckSettings, SegmentTask, run_tasks, trusted_as_der
+from audit_archiver.verify.segment_check import Limits, SegmentResult
+from audit_archiver.verify.state import StreamHead, history_digest
+from audit_archiver.verify.worker import CheckSettings, SegmentTask, run_tasks
 
 __all__ = ["SegmentTask", "Verifier", "VerifyOptions", "default_workers"]
 
@@ -54,14 +61,15 @@ class VerifyOptions:
     ``key_base`` is stripped from listed keys to get ``<stream>/<file>``;
     ``seal_prefix`` is the prefix each seal's object key must carry, or None
     when unknown (a downloaded folder: the seal's key must then end with the
-    relative path).
+    relative path, and every seal of the run must name the same prefix).
     """
 
     key_base: str = ""
     seal_prefix: str | None = None
     streams: tuple[str, ...] = ()
-    workers: int = 8
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    workers: int = default_workers()
+    limits: Limits = field(default_factory=Limits)
+    deep: bool = False
     check_bucket: bool = False
     min_retention_days: int | None = None
     max_age: float | None = None
@@ -81,11 +89,19 @@ class VerifyOptions:
 
 @dataclass
 class _Stream:
-    """One stream's original segment versions, and what was found beside them."""
+    """One stream's original segment versions, by segment number."""
 
     segments: dict[int, list[tuple[SegmentKey, ObjectVersion]]] = field(
         default_factory=lambda: defaultdict(list)
     )
+
+    def originals_through(self, last: int) -> list[tuple[str, str | None, int]]:
+        """(key, version id, size) of every original version numbered ``last`` or less."""
+        return [
+            (version.key, version.version_id, version.size)
+            for number in sorted(n for n in self.segments if n <= last)
+            for _, version in self.segments[number]
+        ]
 
 
 class Verifier:
@@ -94,19 +110,25 @@ class Verifier:
     def __init__(
         self,
         store: ObjectStore,
-        trusted: Mapping[str, TrustedKey],
+        policy: TrustPolicy,
         options: VerifyOptions,
         source: str,
         *,
         spec: StoreSpec | None = None,
+        bucket: BucketSettingsSource | None = None,
         progress: Progress | None = None,
     ) -> None:
         self._store = store
-        self._trusted = dict(trusted)
+        self._policy = policy
         self._options = options
         self._source = source
         self._spec = spec
+        self._bucket = bucket
         self._progress = progress
+        self._streams: dict[str, _Stream] = {}
+        self._keys_seen: dict[str, set[str]] = defaultdict(set)
+        self._prefixes: dict[str, Counter[str]] = defaultdict(Counter)
+        self._first_key_of: dict[tuple[str, str], str] = {}
         self.heads: dict[str, StreamHead] = {}
 
     def run(self) -> Report:
@@ -117,14 +139,14 @@ class Verifier:
                 become problems, not errors).
         """
         report = Report(self._source)
-        if self._options.check_bucket:
-            report.problems += self._bucket_problems()
-        streams = self._plan(self._store.list_versions(self._options.key_base), report)
-        wanted = sorted(set(self._options.streams or streams) | self._state_streams())
+        if self._options.check_bucket and self._bucket is not None:
+            report.problems += self._bucket_problems(self._bucket)
+        self._streams = self._plan(self._store.list_versions(self._options.key_base), report)
+        wanted = sorted(set(self._options.streams or self._streams) | self._state_streams())
         chains: dict[str, StreamChain] = {}
         tasks: list[SegmentTask] = []
         for name in wanted:
-            stream = streams.get(name)
+            stream = self._streams.get(name)
             if stream is None or not stream.segments:
                 report.problems.append(
                     Problem(
@@ -140,46 +162,18 @@ class Verifier:
             report.problems += chain.problems
             report.streams.append(chain.summary())
             self._finish_stream(name, chain, report)
+        report.prefix = self._pin_prefix(report)
         report.streams.sort(key=lambda s: s.stream)
         return report
 
     # -- planning -------------------------------------------------------------
 
-    def _bucket_problems(self) -> list[Problem]:
-        settings = self._store.bucket_settings()  # type: ignore[attr-defined]
-        bucket = self._spec.bucket if isinstance(self._spec, S3Spec) else self._source
-        problems = []
-        if not settings.object_lock_enabled:
-            problems.append(
-                Problem(
-                    "bucket_object_lock_disabled",
-                    bucket,
-                    "Object Lock is not enabled: segments can be deleted",
-                    expected="Enabled",
-                    found="disabled",
-                )
-            )
-        if settings.versioning_status != "Enabled":
-            problems.append(
-                Problem(
-                    "bucket_versioning_disabled",
-                    bucket,
-                    "versioning is not enabled",
-                    expected="Enabled",
-                    found=str(settings.versioning_status),
-                )
-            )
-        if settings.default_retention_mode != "COMPLIANCE":
-            problems.append(
-                Problem(
-                    "bucket_default_retention",
-                    bucket,
-                    "default retention is not COMPLIANCE",
-                    expected="COMPLIANCE",
-                    found=str(settings.default_retention_mode),
-                )
-            )
-        return problems
+    def _bucket_problems(self, bucket: BucketSettingsSource) -> list[Problem]:
+        name = self._spec.bucket if isinstance(self._spec, S3Spec) else self._source
+        return [
+            Problem(kind, name, detail, expected=expected, found=found)
+            for kind, detail, expected, found in object_lock_problems(bucket.bucket_settings())
+        ]
 
     def _state_streams(self) -> set[str]:
         state = self._options.state
@@ -250,6 +244,7 @@ class Verifier:
         first = 0
         chain = StreamChain(name)
         if saved is not None:
+            report.problems += self._behind_head(name, stream, saved)
             if numbers[-1] < saved.segment_seq:
                 report.problems.append(
                     Problem(
@@ -264,6 +259,7 @@ class Verifier:
                 )
             else:
                 first = saved.segment_seq
+                chain = StreamChain(name, saved.chain_head())
         elif self._options.since is not None:
             recent = [
                 n
@@ -281,9 +277,44 @@ class Verifier:
             if n >= first
             for location, version in stream.segments[n]
         ]
-        if saved is not None and first == saved.segment_seq:
-            chain = StreamChain(name, anchor=saved.anchor())
         return chain, tasks
+
+    def _behind_head(self, name: str, stream: _Stream, saved: StreamHead) -> list[Problem]:
+        """What the listing shows behind a saved head: every segment still there, as the
+        same original version (no download; the head itself is downloaded and compared,
+        and a removed tail is ``truncated``)."""
+        problems = []
+        newest = max(stream.segments)
+        through = saved.segment_seq + 1 if newest > saved.segment_seq else newest
+        missing = [n for n in range(through) if n not in stream.segments]
+        if missing:
+            shown = ", ".join(str(n) for n in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            problems.append(
+                Problem(
+                    "history_rewritten",
+                    saved.key,
+                    f"{len(missing)} segment(s) up to the verified head {saved.segment_seq}"
+                    f" are gone: {shown}",
+                    stream=name,
+                    expected=f"segments 0..{saved.segment_seq}",
+                    found=f"{len(missing)} missing",
+                )
+            )
+        elif saved.history_digest is not None and newest >= saved.segment_seq:
+            found = history_digest(stream.originals_through(saved.segment_seq - 1))
+            if found != saved.history_digest:
+                problems.append(
+                    Problem(
+                        "history_rewritten",
+                        saved.key,
+                        f"the original versions of segments 0..{saved.segment_seq - 1} differ from"
+                        " those a previous run verified: a segment was replaced",
+                        stream=name,
+                        expected=saved.history_digest,
+                        found=found,
+                    )
+                )
+        return problems
 
     # -- checking -------------------------------------------------------------
 
@@ -292,10 +323,11 @@ class Verifier:
     ) -> None:
         settings = CheckSettings(
             spec=self._spec_or_default(),
-            trusted_der=trusted_as_der(self._trusted),
+            policy=self._policy,
             check_retention=self._options.check_bucket,
             min_retention_days=self._options.min_retention_days,
-            max_body_bytes=self._options.max_body_bytes,
+            limits=self._options.limits,
+            deep=self._options.deep,
             threads=1,
         )
         done = events = 0
@@ -305,12 +337,73 @@ class Verifier:
             report.notices += result.notices
             if self._progress is not None:
                 self._progress(done, len(tasks), events)
+            self._note_seal(result, report)
             saved = self._options.state.get(result.stream)
             if saved is not None and result.segment_seq == saved.segment_seq:
                 self._compare_head(saved, result, report)
                 continue
             report.problems += result.problems
             chains[result.stream].add(result)
+
+    def _note_seal(self, result: SegmentResult, report: Report) -> None:
+        """Record the key and prefix an authenticated seal names; flag a new key."""
+        seal = result.seal
+        if seal is None:
+            return
+        prefix = seal_prefix(seal)
+        if prefix is not None:
+            self._prefixes[result.stream][prefix] += 1
+            self._first_key_of.setdefault((result.stream, prefix), result.key)
+        seen = self._keys_seen[result.stream]
+        if seal.key_id in seen:
+            return
+        seen.add(seal.key_id)
+        saved = self._options.state.get(result.stream)
+        if (
+            saved is not None
+            and saved.key_ids
+            and seal.key_id not in saved.key_ids
+            and not self._policy.names_stream(seal.key_id, result.stream)
+        ):
+            report.problems.append(
+                Problem(
+                    "key_changed",
+                    result.key,
+                    f"key {seal.key_id} signs stream {result.stream!r} for the first time since"
+                    " the saved state; if this is a rotation, allow the key for this stream in"
+                    " the trust file (streams = [...])",
+                    stream=result.stream,
+                    expected=", ".join(sorted(saved.key_ids)),
+                    found=seal.key_id,
+                )
+            )
+
+    def _pin_prefix(self, report: Report) -> str | None:
+        """The prefix every seal of the run names: ``--prefix`` (or the bucket's), else the
+        most common one, every stream naming another being ``prefix_mismatch``."""
+        counts: Counter[str] = Counter()
+        for per_stream in self._prefixes.values():
+            counts.update(per_stream)
+        pinned = self._options.seal_prefix
+        if pinned is None:
+            if not counts:
+                return None
+            pinned = min(counts, key=lambda p: (-counts[p], p))
+            for (stream, prefix), key in sorted(self._first_key_of.items()):
+                if prefix != pinned:
+                    report.problems.append(
+                        Problem(
+                            "prefix_mismatch",
+                            key,
+                            f"{self._prefixes[stream][prefix]} segment(s) of stream {stream!r}"
+                            f" were sealed under prefix {prefix!r}, the rest of the run under"
+                            f" {pinned!r}",
+                            stream=stream,
+                            expected=pinned,
+                            found=prefix,
+                        )
+                    )
+        return pinned
 
     def _spec_or_default(self) -> StoreSpec | ObjectStore:
         return self._spec if self._spec is not None else self._store
@@ -332,18 +425,21 @@ class Verifier:
             )
 
     def _finish_stream(self, name: str, chain: StreamChain, report: Report) -> None:
-        anchor = chain.head_anchor
-        head = chain.head_result
+        head = chain.head
+        result = chain.head_result
         saved = self._options.state.get(name)
-        if anchor is not None and head is not None and head.seal_hash == anchor.seal_hash:
+        if head is not None and result is not None and head.prev_seal_hash == result.seal_hash:
+            stream = self._streams[name]
             self.heads[name] = StreamHead(
-                head.key,
-                head.version_id,
-                anchor.segment_seq,
-                anchor.seal_hash,
-                anchor.next_seq,
-                anchor.last_received_at,
-                anchor.sealed_at,
+                result.key,
+                result.version_id,
+                result.segment_seq,
+                head.prev_seal_hash,
+                head.next_seq,
+                head.last_received_at,
+                head.last_sealed_at or "",
+                tuple(sorted(self._keys_seen[name] | set(saved.key_ids if saved else ()))),
+                history_digest(stream.originals_through(result.segment_seq - 1)),
             )
         elif saved is not None:
             self.heads[name] = saved

@@ -2,30 +2,46 @@
 
 Work is cut into chunks of consecutive segments. A chunk runs in a worker
 process (or in-process for small archives); inside, a few threads download
-while others hash. Only small :class:`SegmentResult` objects travel back, so
-memory stays bounded by the number of segments in flight times their size.
-Trusted keys travel as DER bytes (key objects do not pickle) and each process
-opens its own store from a :data:`~audit_archiver.storage.specs.StoreSpec`.
+while others hash. Only small :class:`SegmentResult` objects travel back.
+Each object is read as a bounded stream (``open_object(max_bytes=...)``) and
+checked as it arrives, so memory per download is O(chunk + zstd window + one
+line), not O(object). The trust policy pickles (its keys travel as DER) and
+each process opens its own store from a
+:data:`~audit_archiver.storage.specs.StoreSpec`, once (a lock guards the cache:
+the download threads share one client).
+
+Total: whatever happens while one object is fetched or checked becomes a
+problem on that object and the run goes on, except a failure of the store
+itself (:class:`~audit_archiver.errors.StorageError`: the run cannot be trusted
+to have seen everything), which stops the run. An object over the size limit
+is ``object_too_large``; bytes that fail the store's checksum are
+``checksum_mismatch``; a vanished version and any unexpected exception are
+``malformed_segment`` with a short reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 
-from cryptography.hazmat.primitives import serialization
-
-from audit_archiver.core.signing import TrustedKey, load_trusted_key
-from audit_archiver.errors import ObjectNotFoundError, TransportChecksumError
-from audit_archiver.storage.base import ObjectStore
+from audit_archiver.core.trust import TrustPolicy
+from audit_archiver.errors import (
+    IntegrityError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+    StorageError,
+    TransportChecksumError,
+)
+from audit_archiver.storage.base import ObjectInfo, ObjectStore
 from audit_archiver.storage.specs import LocalSpec, S3Spec, StoreSpec
 from audit_archiver.verify.problems import Notice, Problem
 from audit_archiver.verify.retention import check_retention
-from audit_archiver.verify.segment_check import SegmentResult, check_segment
+from audit_archiver.verify.segment_check import Limits, SegmentResult, check_segment
 
 __all__ = ["CheckSettings", "SegmentTask", "check_chunk", "run_tasks"]
 
@@ -46,76 +62,93 @@ class SegmentTask:
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """What every worker needs besides the tasks."""
+    """What every worker needs besides the tasks (pickles for worker processes)."""
 
     spec: StoreSpec | ObjectStore
-    trusted_der: tuple[bytes, ...]
+    policy: TrustPolicy
     check_retention: bool
     min_retention_days: int | None
-    max_body_bytes: int
-    threads: int
-
-
-def trusted_as_der(trusted: dict[str, TrustedKey]) -> tuple[bytes, ...]:
-    """Serialise trusted keys for worker processes."""
-    return tuple(
-        key.public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        for key in trusted.values()
-    )
+    limits: Limits = field(default_factory=Limits)
+    deep: bool = False
+    threads: int = 1
 
 
 _STORES: dict[StoreSpec, ObjectStore] = {}
-_KEYS: dict[tuple[bytes, ...], dict[str, TrustedKey]] = {}
+_STORES_LOCK = threading.Lock()
 
 
-def _context(settings: CheckSettings) -> tuple[ObjectStore, dict[str, TrustedKey]]:
+def _store(settings: CheckSettings) -> ObjectStore:
+    """This process's store for ``settings.spec``: opened once, shared by its threads."""
     spec = settings.spec
-    if isinstance(spec, (LocalSpec, S3Spec)):
+    if not isinstance(spec, (LocalSpec, S3Spec)):
+        return spec
+    with _STORES_LOCK:
         store = _STORES.get(spec)
         if store is None:
             store = _STORES[spec] = spec.open()
-    else:
-        store = spec
-    keys = _KEYS.get(settings.trusted_der)
-    if keys is None:
-        loaded = [load_trusted_key(der) for der in settings.trusted_der]
-        keys = _KEYS[settings.trusted_der] = {k.key_id: k for k in loaded}
-    return store, keys
+    return store
+
+
+def _problem_result(task: SegmentTask, kind: str, detail: str, error: object) -> SegmentResult:
+    problem = Problem(
+        kind,
+        task.key,
+        detail,
+        stream=task.stream,
+        expected=getattr(error, "expected", None),
+        found=getattr(error, "found", None),
+    )
+    return SegmentResult(
+        task.key, task.stream, task.segment_seq, 0, problems=(problem,), version_id=task.version_id
+    )
+
+
+def _short(error: BaseException) -> str:
+    """A one-line reason for an unexpected exception (no traceback)."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 
 def _check_one(task: SegmentTask, settings: CheckSettings) -> SegmentResult:
-    store, keys = _context(settings)
+    """Fetch and check one object version; only a store failure raises.
+
+    Raises:
+        StorageError: the store failed (not a problem of this object).
+    """
     try:
-        data, info = store.fetch(task.key, task.version_id)
-    except (ObjectNotFoundError, TransportChecksumError) as e:
-        kind = "checksum_mismatch" if isinstance(e, TransportChecksumError) else "malformed_segment"
-        problem = Problem(
-            kind,
+        return _fetch_and_check(task, settings)
+    except ObjectTooLargeError as e:
+        return _problem_result(task, "object_too_large", f"not read: {e}", e)
+    except TransportChecksumError as e:
+        return _problem_result(task, "checksum_mismatch", f"cannot be read intact: {e}", e)
+    except ObjectNotFoundError as e:
+        return _problem_result(task, "malformed_segment", f"cannot be read: {e}", None)
+    except StorageError:
+        raise
+    except Exception as e:  # the verifier is total: any failure is a finding on the object
+        detail = f"check failed: {_short(e)}"
+        if isinstance(e, IntegrityError):
+            detail = f"cannot be read intact: {_short(e)}"
+        return _problem_result(task, "malformed_segment", detail, None)
+
+
+def _fetch_and_check(task: SegmentTask, settings: CheckSettings) -> SegmentResult:
+    store = _store(settings)
+    limits = settings.limits
+    with store.open_object(task.key, task.version_id, max_bytes=limits.max_object_bytes) as stream:
+        result = check_segment(
             task.key,
-            f"cannot be read intact: {e}",
-            stream=task.stream,
-            expected=getattr(e, "expected", None),
-            found=getattr(e, "found", None),
+            stream,
+            settings.policy,
+            stream_id=task.stream,
+            segment_seq=task.segment_seq,
+            expected_object_key=task.expected_object_key,
+            limits=limits,
+            deep=settings.deep,
         )
-        return SegmentResult(
-            task.key,
-            task.stream,
-            task.segment_seq,
-            0,
-            problems=(problem,),
-            version_id=task.version_id,
-        )
-    result = check_segment(
-        task.key,
-        data,
-        keys,
-        stream=task.stream,
-        segment_seq=task.segment_seq,
-        expected_object_key=task.expected_object_key,
-        max_body_bytes=settings.max_body_bytes,
-    )
+        while stream.read(1 << 16):  # to the end: the store's checksum is checked there
+            pass
+        info: ObjectInfo = stream.info
     problems: list[Problem] = list(result.problems)
     notices: list[Notice] = []
     if settings.check_retention:

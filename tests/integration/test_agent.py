@@ -493,3 +493,89 @@ def test_agent_signs_with_kms(
     assert (report["ok"], report["events"]) == (True, 12)
     wrong = verify_bucket(endpoint, bucket, agent.public_key, tmp_path / "copy2")
     assert {p["kind"] for p in wrong["problems"]} == {"unknown_key"}
+
+
+def _rotate_to_new_key(agent: AgentProcess, workdir: Path, *, previous: bool) -> Path:
+    """Point ``agent`` at a new key pair (created under workdir/keys-b); return its public key.
+
+    With ``previous`` the old public key is passed with --previous-public-key.
+    """
+    keys_b = workdir / "keys-b"
+    if not (keys_b / "signing.key").exists():
+        created = run_cli("keygen", "--out", keys_b)
+        assert created.returncode == 0, created.stderr
+    at = agent.argv.index("--signing-key")
+    agent.argv[at + 1] = str(keys_b / "signing.key")
+    if previous:
+        agent.argv += ["--previous-public-key", str(workdir / "keys" / "signing.pub")]
+    return keys_b / "signing.pub"
+
+
+def _verify_in_bucket(endpoint: str, bucket: str, *trust: str | Path) -> tuple[int, dict[str, Any]]:
+    result = run_cli(
+        "verify",
+        "--bucket",
+        bucket,
+        "--prefix",
+        "audit",
+        "--endpoint-url",
+        endpoint,
+        *trust,
+        "--json",
+        "--no-progress",
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("fresh_spool", [False, True])
+def test_key_rotation_continues_the_chain(
+    fresh_spool: bool, tmp_path: Path, locked_bucket: tuple[str, str], agents: list[AgentProcess]
+) -> None:
+    endpoint, bucket = locked_bucket
+    first = launch(agents, tmp_path, endpoint, bucket, args=("--batch-max-events", "10")).start()
+    first.wait_ready()
+    assert first.post(ndjson(0, 15))[0] == 200
+    assert first.terminate() == 0
+    key_a = first.public_key
+    spool = tmp_path / "fresh-spool" if fresh_spool else None
+
+    refused = launch(agents, tmp_path, endpoint, bucket, spool=spool)
+    _rotate_to_new_key(refused, tmp_path, previous=False)
+    refused.start()
+    # Same spool: refused at start-up (configuration, 2). Fresh spool: the bucket's
+    # head is signed by another key, so the agent stops as for a forked stream (1).
+    assert refused.wait() == (1 if fresh_spool else 2)
+    wait_for(
+        lambda: any(
+            "--previous-public-key" in f"{e.get('msg')} {e.get('error')}" for e in refused.logs
+        ),
+        what="the refusal naming --previous-public-key",
+    )
+
+    second = launch(agents, tmp_path, endpoint, bucket, spool=spool)
+    key_b = _rotate_to_new_key(second, tmp_path, previous=True)
+    second.start()
+    second.wait_ready()
+    assert second.post(ndjson(15, 7)) == (200, {"accepted": 7, "first_seq": 15, "last_seq": 21})
+    assert second.terminate() == 0
+
+    code, report = _verify_in_bucket(endpoint, bucket, "--public-key", key_a, "--public-key", key_b)
+    assert (code, report["ok"], report["segments"], report["events"]) == (0, True, 3, 22)
+    code, only_a = _verify_in_bucket(endpoint, bucket, "--public-key", key_a)
+    assert code == 1 and "unknown_key" in {p["kind"] for p in only_a["problems"]}
+
+    trust = tmp_path / "trust.toml"
+    trust.write_text(
+        f'[[key]]\npublic_key = "{key_a}"\nstreams = ["web-1"]\n'
+        f'[[key]]\npublic_key = "{key_b}"\nstreams = ["web-*"]\nprefix = "audit"\n'
+    )
+    code, report = _verify_in_bucket(endpoint, bucket, "--trust", trust)
+    assert (code, report["ok"], report["events"]) == (0, True, 22), report["problems"]
+    trust.write_text(
+        f'[[key]]\npublic_key = "{key_a}"\nstreams = ["web-1"]\n'
+        f'[[key]]\npublic_key = "{key_b}"\nstreams = ["billing-*"]\n'
+    )
+    code, report = _verify_in_bucket(endpoint, bucket, "--trust", trust)
+    assert code == 1
+    assert {p["kind"] for p in report["problems"]} == {"key_not_allowed"}

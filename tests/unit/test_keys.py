@@ -40,3 +40,16 @@ def test_bad_key_files(tmp_path: Path) -> None:
         load_public_keys([tmp_path / "missing.pub"])
     with pytest.raises(KeyFileError, match="at least one"):
         load_public_keys([])
+
+
+def test_private_key_is_0600_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0)
+    try:
+        private, public, _ = generate_key_pair(tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert stat.S_IMODE(public.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,9 +11,11 @@ import pytest
 from moto import mock_aws
 
 from audit_archiver.agent.kms import KmsSigner
-from audit_archiver.agent.sealer import ChainHead, StreamSealer
+from audit_archiver.agent.sealer import StreamSealer
+from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.event import seal_event
 from audit_archiver.core.signing import load_trusted_key
+from audit_archiver.core.trust import TrustPolicy
 from audit_archiver.errors import ConfigurationError
 from audit_archiver.verify.segment_check import check_segment
 from tests.helpers import sample_event, tick
@@ -41,9 +44,9 @@ def test_kms_signed_segment_verifies_offline(kms: Any) -> None:
     assert segment.seal.signature_algorithm == "ecdsa-p256-sha256"
     result = check_segment(
         segment.key[len("audit/") :],
-        segment.data,
-        {trusted.key_id: trusted},
-        stream="s1",
+        io.BytesIO(segment.data),
+        TrustPolicy.every_stream([(trusted, "kms")]),
+        stream_id="s1",
         segment_seq=0,
     )
     assert result.problems == ()

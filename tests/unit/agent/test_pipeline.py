@@ -22,7 +22,7 @@ from audit_archiver.errors import (
     StreamForkedError,
 )
 from audit_archiver.verify.verifier import Verifier, VerifyOptions
-from tests.helpers import fixed_signer, kinds, sample_event, trusted_keys, wait_for
+from tests.helpers import fixed_signer, kinds, sample_event, trust_policy, wait_for
 from tests.memory_store import MemoryStore
 
 FAST = Backoff(base=0.01, cap=0.05)
@@ -59,7 +59,7 @@ def submit(agent: Agent, first: int, count: int) -> tuple[int, int]:
 
 def verify(store: MemoryStore) -> tuple[list[tuple[str, str]], int, int]:
     options = VerifyOptions(key_base="audit/", seal_prefix="audit", workers=2)
-    report = Verifier(store, trusted_keys(fixed_signer()), options, "memory").run()
+    report = Verifier(store, trust_policy(fixed_signer()), options, "memory").run()
     return kinds(report), report.segments, report.events
 
 

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
 import pytest
 
-from audit_archiver.agent.sealer import ChainHead, StreamSealer
+from audit_archiver.agent.sealer import StreamSealer
 from audit_archiver.agent.spool import Spool, SpoolIdentity, _encode_record
+from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.event import encode_event
 from audit_archiver.core.line import EncodedEvents, EventRun
 from audit_archiver.errors import ConfigurationError, StorageError
-from tests.helpers import fixed_signer, sample_event, tick
+from tests.helpers import OTHER_SEED, fixed_signer, sample_event, tick
 
 IDENTITY = SpoolIdentity("s1", "audit", fixed_signer().key_id)
 
@@ -19,6 +21,14 @@ def _run(first: int, count: int) -> EventRun:
     """Events first..first+count-1 as one run, received at tick(first)."""
     encoded = EncodedEvents.of([encode_event(sample_event(i)) for i in range(first, first + count)])
     return EventRun(first, tick(first), encoded.event_count, encoded.data)
+
+
+def _append(spool: Spool, *runs: EventRun) -> None:
+    """Append runs that carry their own received_at (one WAL record each), checking
+    that the spool gives them the seqs they name."""
+    for run in runs:
+        encoded = EncodedEvents(run.event_count, run.data)
+        assert spool.append([encoded], run.received_at) == [run]
 
 
 def _open(root: Path) -> tuple[Spool, object]:
@@ -34,13 +44,16 @@ def test_fresh_spool_needs_a_head_and_recovers_appended_runs(tmp_path: Path) -> 
     spool, state = _open(tmp_path)
     assert state.sealing_head is None and state.pending == []
     spool.initialize_head(ChainHead())
-    spool.append([_run(0, 20), _run(20, 10)])
-    spool.append([_run(30, 5)])
-    with pytest.raises(ValueError, match="continues at 35"):
-        spool.append([_run(40, 1)])
+    group = [_run(0, 20), _run(20, 10)]
+    numbered = spool.append([EncodedEvents(r.event_count, r.data) for r in group], tick(0))
+    assert numbered == [_run(0, 20), EventRun(20, tick(0), 10, group[1].data)]
+    _append(spool, _run(30, 5))
+    with pytest.raises(ValueError, match="at least one event"):
+        spool.append([EncodedEvents.of([])], tick(1))
+    assert spool.next_seq == 35
     spool.close()
     again, state = _open(tmp_path)
-    assert state.pending == [_run(0, 20), _run(20, 10), _run(30, 5)]
+    assert state.pending == [*numbered, _run(30, 5)]
     assert again.next_seq == 35
     assert len(list((tmp_path / "wal").glob("*.wal"))) > 1
     again.close()
@@ -49,7 +62,7 @@ def test_fresh_spool_needs_a_head_and_recovers_appended_runs(tmp_path: Path) -> 
 def test_recovered_runs_seal_to_the_same_lines(tmp_path: Path) -> None:
     spool, _ = _open(tmp_path)
     spool.initialize_head(ChainHead())
-    spool.append([_run(0, 4)])
+    _append(spool, _run(0, 4))
     spool.close()
     spool, state = _open(tmp_path)
     spool.close()
@@ -62,10 +75,10 @@ def test_recovered_runs_seal_to_the_same_lines(tmp_path: Path) -> None:
 def test_torn_final_record_is_dropped(tmp_path: Path, cut: int) -> None:
     spool, _ = _open(tmp_path)
     spool.initialize_head(ChainHead())
-    spool.append([_run(0, 3)])
+    _append(spool, _run(0, 3))
     wal = next((tmp_path / "wal").glob("*.wal"))
     intact = wal.read_bytes()
-    spool.append([_run(3, 2)])
+    _append(spool, _run(3, 2))
     spool.close()
     torn = wal.read_bytes()[: len(intact) + cut if cut > 0 else cut]
     wal.write_bytes(torn)
@@ -78,8 +91,8 @@ def test_torn_final_record_is_dropped(tmp_path: Path, cut: int) -> None:
 def test_corruption_before_a_valid_record_is_refused(tmp_path: Path) -> None:
     spool, _ = _open(tmp_path)
     spool.initialize_head(ChainHead())
-    spool.append([_run(0, 3)])
-    spool.append([_run(3, 2)])
+    _append(spool, _run(0, 3))
+    _append(spool, _run(3, 2))
     spool.close()
     wal = next((tmp_path / "wal").glob("*.wal"))
     intact = wal.read_bytes()
@@ -106,14 +119,14 @@ def test_a_wal_of_the_per_event_format_is_refused_not_truncated(tmp_path: Path) 
 def test_sealing_trims_wal_and_upload_moves_the_head(tmp_path: Path) -> None:
     spool, _ = _open(tmp_path)
     spool.initialize_head(ChainHead())
-    spool.append([_run(0, 40)])
+    _append(spool, _run(0, 40))
     sealer = StreamSealer(prefix="audit", stream="s1", signer=fixed_signer(), head=ChainHead())
     first = spool.store_sealed(sealer.seal(_run(0, 40).sealed_lines()[:25], tick(100)))
     spool.close()
     spool, state = _open(tmp_path)
     assert [s.segment_seq for s in state.sealed] == [0]
     assert state.pending == [_run(0, 40).split(25)[1]]
-    assert state.sealing_head == ChainHead(1, first.seal_hash, 25, tick(0))
+    assert state.sealing_head == ChainHead(1, first.seal_hash, 25, tick(0), tick(100))
     spool.store_sealed(sealer.seal(state.pending[0].sealed_lines(), tick(101)))
     assert list((tmp_path / "wal").glob("*.wal")) == []
     used = spool.used_bytes()
@@ -123,7 +136,7 @@ def test_sealing_trims_wal_and_upload_moves_the_head(tmp_path: Path) -> None:
     spool.close()
     spool, state = _open(tmp_path)
     spool.close()
-    assert state.uploaded_head == ChainHead(1, first.seal_hash, 25, tick(0))
+    assert state.uploaded_head == ChainHead(1, first.seal_hash, 25, tick(0), tick(100))
     assert [s.segment_seq for s in state.sealed] == [1]
     assert state.pending == []
 
@@ -131,11 +144,11 @@ def test_sealing_trims_wal_and_upload_moves_the_head(tmp_path: Path) -> None:
 def test_an_empty_segment_keeps_the_newest_received_at(tmp_path: Path) -> None:
     spool, _ = _open(tmp_path)
     spool.initialize_head(ChainHead())
-    spool.append([_run(0, 3)])
+    _append(spool, _run(0, 3))
     sealer = StreamSealer(prefix="audit", stream="s1", signer=fixed_signer(), head=ChainHead())
     first = spool.store_sealed(sealer.seal(_run(0, 3).sealed_lines(), tick(10)))
     heartbeat = spool.store_sealed(sealer.seal([], tick(11)))
-    assert sealer.head == ChainHead(2, heartbeat.seal_hash, 3, tick(0))
+    assert sealer.head == ChainHead(2, heartbeat.seal_hash, 3, tick(0), tick(11))
     spool.close()
     spool, state = _open(tmp_path)
     assert state.sealing_head == sealer.head
@@ -156,3 +169,79 @@ def test_spool_belongs_to_one_stream_and_one_agent(tmp_path: Path) -> None:
     spool.close()
     with pytest.raises(ConfigurationError, match="belongs to stream 's1'"):
         Spool(tmp_path).open(SpoolIdentity("s2", "audit", IDENTITY.key_id))
+
+
+NEW_KEY_ID = fixed_signer(OTHER_SEED).key_id
+
+
+def test_a_new_key_on_an_old_spool_is_refused_without_previous_public_key(tmp_path: Path) -> None:
+    spool, _ = _open(tmp_path)
+    spool.close()
+    rotated = SpoolIdentity("s1", "audit", NEW_KEY_ID)
+    with pytest.raises(ConfigurationError, match="--previous-public-key") as caught:
+        Spool(tmp_path).open(rotated)
+    assert IDENTITY.key_id[:12] in str(caught.value)
+    with pytest.raises(ConfigurationError, match="--previous-public-key"):
+        Spool(tmp_path).open(rotated, previous_key_ids=["f" * 64])
+    other_stream = SpoolIdentity("s2", "audit", NEW_KEY_ID)
+    with pytest.raises(ConfigurationError, match="belongs to stream 's1'"):
+        Spool(tmp_path).open(other_stream, previous_key_ids=[IDENTITY.key_id])
+
+
+def test_rotation_takes_over_the_spool_with_its_old_key_segments_and_head(
+    tmp_path: Path,
+) -> None:
+    spool, _ = _open(tmp_path)
+    spool.initialize_head(ChainHead())
+    _append(spool, _run(0, 10))
+    old = StreamSealer(prefix="audit", stream="s1", signer=fixed_signer(), head=ChainHead())
+    uploaded = spool.store_sealed(old.seal(_run(0, 10).sealed_lines()[:4], tick(20)))
+    waiting = spool.store_sealed(old.seal(_run(0, 10).sealed_lines()[4:7], tick(21)))
+    spool.mark_uploaded(uploaded)
+    spool.close()
+    rotated = SpoolIdentity("s1", "audit", NEW_KEY_ID)
+    spool = Spool(tmp_path, wal_file_bytes=2048)
+    state = spool.open(rotated, previous_key_ids=[IDENTITY.key_id])
+    assert [s.seal.key_id for s in state.sealed] == [IDENTITY.key_id]
+    assert state.sealed[0].seal_hash == waiting.seal_hash
+    assert state.sealing_head == old.head
+    assert _seqs(state.pending) == [7, 8, 9]
+    assert spool.next_seq == 10
+    new = StreamSealer(prefix="audit", stream="s1", signer=fixed_signer(OTHER_SEED), head=old.head)
+    third = new.seal(state.pending[0].sealed_lines(), tick(22))
+    assert third.seal.prev_seal_hash == waiting.seal_hash and third.seal.first_seq == 7
+    spool.close()
+    # The spool now belongs to the new key: no flag needed any more, the old key is refused.
+    taken_over = Spool(tmp_path)
+    taken_over.open(rotated)
+    taken_over.close()
+    with pytest.raises(ConfigurationError, match="--previous-public-key"):
+        Spool(tmp_path).open(IDENTITY)
+
+
+def test_head_json_of_the_previous_version_reads_without_last_sealed_at(tmp_path: Path) -> None:
+    spool, _ = _open(tmp_path)
+    spool.close()
+    old_head = {
+        "next_segment_seq": 3,
+        "prev_seal_hash": "ab" * 32,
+        "next_seq": 12,
+        "last_received_at": tick(5),
+    }
+    (tmp_path / "head.json").write_text(json.dumps(old_head))
+    spool, state = _open(tmp_path)
+    spool.close()
+    assert state.uploaded_head == ChainHead(3, "ab" * 32, 12, tick(5), None)
+
+
+def test_head_json_records_last_sealed_at(tmp_path: Path) -> None:
+    spool, _ = _open(tmp_path)
+    spool.initialize_head(ChainHead())
+    _append(spool, _run(0, 2))
+    sealer = StreamSealer(prefix="audit", stream="s1", signer=fixed_signer(), head=ChainHead())
+    spool.mark_uploaded(spool.store_sealed(sealer.seal(_run(0, 2).sealed_lines(), tick(30))))
+    spool.close()
+    assert json.loads((tmp_path / "head.json").read_text())["last_sealed_at"] == tick(30)
+    spool, state = _open(tmp_path)
+    spool.close()
+    assert state.uploaded_head is not None and state.uploaded_head.last_sealed_at == tick(30)

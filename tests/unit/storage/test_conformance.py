@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from audit_archiver.errors import ObjectExistsError, ObjectNotFoundError
-from audit_archiver.storage.base import ObjectStore
+from audit_archiver.errors import (
+    IntegrityError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+)
+from audit_archiver.storage.base import ObjectStore, ObjectStream
 from audit_archiver.storage.localdir import LocalDirectoryStore
 from audit_archiver.storage.s3 import S3Store
 
@@ -87,3 +92,72 @@ def test_list_versions_orders_keys_and_filters_by_prefix(store: ObjectStore) -> 
     assert [v.key for v in store.list_versions("b/")] == ["b/1", "b/10", "b/2"]
     assert [v.key for v in store.list_versions("a")] == ["a/1", "ab/x"]
     assert [(v.key, v.size) for v in store.list_versions("b/1")] == [("b/1", 3), ("b/10", 4)]
+
+
+# --- open_object: bounded streaming reads -------------------------------------------------
+
+
+def read_all(stream: ObjectStream, size: int = 5) -> bytes:
+    chunks = []
+    while chunk := stream.read(size):
+        assert len(chunk) <= size
+        chunks.append(chunk)
+    assert stream.read(size) == b""  # the end stays the end
+    return b"".join(chunks)
+
+
+def test_open_object_streams_the_bytes_with_what_head_reports(store: ObjectStore) -> None:
+    data = bytes(range(256)) * 10
+    info = store.put_new("audit/s1/000.zst", data, retain_until=RETAIN_UNTIL)
+    with store.open_object("audit/s1/000.zst", max_bytes=len(data)) as stream:
+        assert stream.info == store.head("audit/s1/000.zst")
+        assert (stream.info.key, stream.info.version_id, stream.info.size) == (
+            "audit/s1/000.zst",
+            info.version_id,
+            2560,
+        )
+        assert read_all(stream, 1000) == data
+    stream = store.open_object("audit/s1/000.zst", max_bytes=10**9)
+    try:
+        assert read_all(stream, 7) == data
+    finally:
+        stream.close()
+
+
+def test_open_object_of_an_empty_object(store: ObjectStore) -> None:
+    store.put_new("k/empty", b"", retain_until=None)
+    with store.open_object("k/empty", max_bytes=0) as stream:
+        assert stream.info.size == 0
+        assert stream.read(10) == b""
+
+
+def test_open_object_refuses_an_object_over_the_limit(store: ObjectStore) -> None:
+    store.put_new("k/big", b"x" * 101, retain_until=None)
+    with pytest.raises(ObjectTooLargeError) as raised:
+        store.open_object("k/big", max_bytes=100)
+    error = raised.value
+    assert isinstance(error, IntegrityError)
+    assert (error.key, error.expected, error.found) == ("k/big", "100", "101")
+    assert (error.limit, error.size) == (100, 101)
+    with store.open_object("k/big", max_bytes=101) as stream:
+        assert read_all(stream, 64) == b"x" * 101
+
+
+def test_open_object_of_a_missing_object(store: ObjectStore) -> None:
+    store.put_new("present", b"x", retain_until=None)
+    with pytest.raises(ObjectNotFoundError) as raised:
+        store.open_object("absent/key", max_bytes=10)
+    assert raised.value.key == "absent/key"
+
+
+def test_open_object_of_a_version(store: ObjectStore) -> None:
+    info = store.put_new("k/v", b"first version", retain_until=None)
+    if info.version_id is None:  # a folder has no versions: asking for one finds nothing
+        with pytest.raises(ObjectNotFoundError):
+            store.open_object("k/v", "v1", max_bytes=100)
+        return
+    with store.open_object("k/v", info.version_id, max_bytes=100) as stream:
+        assert stream.info.version_id == info.version_id
+        assert read_all(stream) == b"first version"
+    with pytest.raises(ObjectNotFoundError):
+        store.open_object("k/v", "not-a-version-id", max_bytes=100)

@@ -1,0 +1,75 @@
+"""Issue 9, attack 7: an incremental ``--state`` run is not blind behind the saved head.
+
+After a clean run records the heads, the attacker changes a segment at or
+before billing's head. The second run downloads nothing old, but the version
+listing it makes anyway shows every change:
+
+- the original removed (a lapsed retention, or storage-level access):
+  ``history_rewritten`` on the missing key;
+- a new version written over it: ``extra_version``;
+- a delete marker put on it: ``delete_marker``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.adversarial import kit
+from tests.adversarial.archives import billing, full, services_bucket
+from tests.adversarial.kit import KEY_B
+from tests.s3server import moto_s3_backend, s3_client
+
+
+def _remove(endpoint: str, name: str, key: str) -> None:
+    moto_s3_backend().buckets[name].keys.pop(key)
+
+
+def _new_version(endpoint: str, name: str, key: str) -> None:
+    forged = kit.stream("billing", KEY_B, 3)[1].data  # any bytes at all will do
+    s3_client(endpoint).put_object(Bucket=name, Key=key, Body=forged, ChecksumAlgorithm="SHA256")
+
+
+def _delete_marker(endpoint: str, name: str, key: str) -> None:
+    s3_client(endpoint).delete_object(Bucket=name, Key=key)
+
+
+ATTACKS: dict[str, tuple[Callable[[str, str, str], None], str]] = {
+    "removed": (_remove, "history_rewritten"),
+    "new-version": (_new_version, "extra_version"),
+    "delete-marker": (_delete_marker, "delete_marker"),
+}
+
+
+# A removed head is `truncated`: tests/integration/test_verify_bucket.py covers it.
+CASES = [("removed", 0), ("new-version", 0), ("new-version", 2), ("delete-marker", 0)]
+CASES += [("delete-marker", 2)]
+
+
+@pytest.mark.parametrize(("attack", "segment"), CASES)
+def test_change_behind_the_saved_head(
+    moto_endpoint: str, tmp_path: Path, attack: str, segment: int
+) -> None:
+    tamper, kind = ATTACKS[attack]
+    name = services_bucket(moto_endpoint)
+    keys = kit.write_keys(tmp_path / "keys")
+    args = [*kit.keys_args(keys["a"], keys["b"]), "--state", tmp_path / "state.json"]
+    assert kit.verify(*kit.bucket(moto_endpoint, name, *args)).code == 0
+    tamper(moto_endpoint, name, full("billing", segment))
+    verdict = kit.verify(*kit.bucket(moto_endpoint, name, *args))
+    assert verdict.code == 1
+    assert verdict.problems == [(kind, full("billing", segment))]
+
+
+def test_new_segments_after_the_head_are_still_checked(moto_endpoint: str, tmp_path: Path) -> None:
+    """The incremental run checks what is new, and only that (two segments, eight events)."""
+    name = services_bucket(moto_endpoint)
+    keys = kit.write_keys(tmp_path / "keys")
+    args = [*kit.keys_args(keys["a"], keys["b"]), "--state", tmp_path / "state.json"]
+    assert kit.verify(*kit.bucket(moto_endpoint, name, *args)).code == 0
+    kit.upload(moto_endpoint, name, kit.extend("billing", billing(), kit.KEY_A, count=2))
+    verdict = kit.verify(*kit.bucket(moto_endpoint, name, *args))
+    assert verdict.code == 0, verdict.report["problems"]
+    assert (verdict.report["segments"], verdict.report["events"]) == (2, 8)
