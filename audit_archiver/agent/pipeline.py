@@ -222,7 +222,7 @@ class Agent:
             on_committed=self._batcher.add,
             metrics=self.metrics,
         )
-        last_received = state.pending[-1].received_at if state.pending else head.last_received_at
+        last_received = state.pending[-1].received_at if state.pending else head.received_at_floor
         self._uploader.start(state.sealed)
         self._batcher.start(state.pending)
         self._committer.start(last_received)

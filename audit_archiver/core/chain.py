@@ -48,6 +48,18 @@ class ChainHead:
     last_sealed_at: str | None = None
 
     @property
+    def received_at_floor(self) -> str | None:
+        """The lowest ``received_at`` the writer may give the next event.
+
+        The newest event's ``received_at``, or, when the head was read back from
+        a heartbeat (which names no event time), its ``sealed_at``: never below
+        any earlier event's, since a seal is never older than its events and
+        ``sealed_at`` never decreases.
+        """
+        known = [t for t in (self.last_received_at, self.last_sealed_at) if t is not None]
+        return max(known) if known else None
+
+    @property
     def is_genesis(self) -> bool:
         """True before the stream's first segment."""
         return self.next_segment_seq == 0

@@ -55,6 +55,7 @@ class StreamHead:
     sealed_at: str
     key_ids: tuple[str, ...] = ()
     history_digest: str | None = None
+    last_modified: str | None = None
 
     def chain_head(self) -> ChainHead:
         """The chain head the next segment must continue."""
@@ -80,6 +81,7 @@ def history_digest(originals: Iterable[tuple[str, str | None, int]]) -> str:
     return digest.hexdigest()
 
 
+_ADDED_IN_2 = ("history_digest", "last_modified")
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "key": (str,),
     "version_id": (str, type(None)),
@@ -89,6 +91,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "last_received_at": (str, type(None)),
     "sealed_at": (str,),
     "history_digest": (str, type(None)),
+    "last_modified": (str, type(None)),
 }
 
 
@@ -100,7 +103,7 @@ def _head(fields: Any) -> StreamHead:
         raise ValueError(f"unknown fields {sorted(unknown)}")
     for name, types in _FIELD_TYPES.items():
         value = fields.get(name)
-        if name not in fields and name != "history_digest":
+        if name not in fields and name not in _ADDED_IN_2:
             raise ValueError(f"missing field {name!r}")
         if not isinstance(value, types) or isinstance(value, bool):
             raise ValueError(f"field {name!r} has the wrong type")
@@ -117,6 +120,7 @@ def _head(fields: Any) -> StreamHead:
         sealed_at=fields["sealed_at"],
         key_ids=tuple(key_ids),
         history_digest=fields.get("history_digest"),
+        last_modified=fields.get("last_modified"),
     )
 
 

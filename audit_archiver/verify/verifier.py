@@ -27,7 +27,7 @@ report is always returned (see ADR 6).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -282,38 +282,56 @@ class Verifier:
     def _behind_head(self, name: str, stream: _Stream, saved: StreamHead) -> list[Problem]:
         """What the listing shows behind a saved head: every segment still there, as the
         same original version (no download; the head itself is downloaded and compared,
-        and a removed tail is ``truncated``)."""
+        and a removed tail is ``truncated``).
+
+        A run of missing segments is one problem, at its first key. A replaced segment
+        (its original deleted once its retention lapsed, a new object put in its place)
+        changes the listing digest; it is named when its original is newer than the
+        head, which no honest segment before the head can be.
+        """
         problems = []
         newest = max(stream.segments)
         through = saved.segment_seq + 1 if newest > saved.segment_seq else newest
         missing = [n for n in range(through) if n not in stream.segments]
-        if missing:
-            shown = ", ".join(str(n) for n in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        for first, last in _runs(missing):
             problems.append(
                 Problem(
                     "history_rewritten",
-                    saved.key,
-                    f"{len(missing)} segment(s) up to the verified head {saved.segment_seq}"
-                    f" are gone: {shown}",
+                    _sibling_key(saved.key, first),
+                    f"segment(s) {first}..{last}, at or before the verified head"
+                    f" {saved.segment_seq}, are gone",
                     stream=name,
                     expected=f"segments 0..{saved.segment_seq}",
-                    found=f"{len(missing)} missing",
+                    found=f"{last - first + 1} missing",
                 )
             )
-        elif saved.history_digest is not None and newest >= saved.segment_seq:
-            found = history_digest(stream.originals_through(saved.segment_seq - 1))
-            if found != saved.history_digest:
-                problems.append(
-                    Problem(
-                        "history_rewritten",
-                        saved.key,
-                        f"the original versions of segments 0..{saved.segment_seq - 1} differ from"
-                        " those a previous run verified: a segment was replaced",
-                        stream=name,
-                        expected=saved.history_digest,
-                        found=found,
-                    )
-                )
+        if missing or saved.history_digest is None or newest < saved.segment_seq:
+            return problems
+        found = history_digest(stream.originals_through(saved.segment_seq - 1))
+        if found == saved.history_digest:
+            return problems
+        head_stored = _parse_moment(saved.last_modified)
+        newer = [
+            version.key
+            for number in sorted(n for n in stream.segments if n < saved.segment_seq)
+            for _, version in stream.segments[number]
+            if head_stored is not None
+            and version.last_modified is not None
+            and version.last_modified > head_stored
+        ]
+        where = newer[0] if newer else saved.key
+        named = f"; {len(newer)} written after the head, first {where}" if newer else ""
+        problems.append(
+            Problem(
+                "history_rewritten",
+                where,
+                f"the original versions of segments 0..{saved.segment_seq - 1} differ from"
+                f" those a previous run verified: a segment was replaced{named}",
+                stream=name,
+                expected=saved.history_digest,
+                found=found,
+            )
+        )
         return problems
 
     # -- checking -------------------------------------------------------------
@@ -440,6 +458,7 @@ class Verifier:
                 head.last_sealed_at or "",
                 tuple(sorted(self._keys_seen[name] | set(saved.key_ids if saved else ()))),
                 history_digest(stream.originals_through(result.segment_seq - 1)),
+                _modified(stream, result.segment_seq),
             )
         elif saved is not None:
             self.heads[name] = saved
@@ -458,3 +477,41 @@ class Verifier:
                         found=str(newest),
                     )
                 )
+
+
+def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
+    """Consecutive runs of sorted ``numbers`` as (first, last)."""
+    start = previous = None
+    for number in numbers:
+        if previous is not None and number == previous + 1:
+            previous = number
+            continue
+        if start is not None and previous is not None:
+            yield start, previous
+        start = previous = number
+    if start is not None and previous is not None:
+        yield start, previous
+
+
+def _sibling_key(key: str, segment_seq: int) -> str:
+    """The key of segment ``segment_seq`` of the stream whose segment is at ``key``."""
+    location = parse_segment_key(key)
+    if location is None:
+        return key
+    return segment_key(location.prefix, location.stream, segment_seq, location.compression)
+
+
+def _modified(stream: _Stream, segment_seq: int) -> str | None:
+    """When the original version of a stream's segment was stored (ISO 8601), if known."""
+    moments = [v.last_modified for _, v in stream.segments.get(segment_seq, ())]
+    known = [m for m in moments if m is not None]
+    return max(known).isoformat() if known else None
+
+
+def _parse_moment(text: str | None) -> datetime | None:
+    """An aware datetime from a state file's ISO 8601 text; None if absent or unreadable."""
+    try:
+        moment = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None

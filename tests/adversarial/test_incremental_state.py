@@ -6,6 +6,8 @@ listing it makes anyway shows every change:
 
 - the original removed (a lapsed retention, or storage-level access):
   ``history_rewritten`` on the missing key;
+- the original removed and another object put in its place (a lapsed
+  retention): the listing digest differs, ``history_rewritten`` on that key;
 - a new version written over it: ``extra_version``;
 - a delete marker put on it: ``delete_marker``.
 """
@@ -13,6 +15,7 @@ listing it makes anyway shows every change:
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,15 @@ def _remove(endpoint: str, name: str, key: str) -> None:
     moto_s3_backend().buckets[name].keys.pop(key)
 
 
+def _replace(endpoint: str, name: str, key: str) -> None:
+    """The original is gone (its retention lapsed) and a new object stands in its place,
+    stored, as it must be, later than everything the previous run saw."""
+    _remove(endpoint, name, key)
+    _new_version(endpoint, name, key)
+    stored = moto_s3_backend().buckets[name].keys.getlist(key)[-1]
+    stored.last_modified = stored.last_modified + timedelta(days=1)
+
+
 def _new_version(endpoint: str, name: str, key: str) -> None:
     forged = kit.stream("billing", KEY_B, 3)[1].data  # any bytes at all will do
     s3_client(endpoint).put_object(Bucket=name, Key=key, Body=forged, ChecksumAlgorithm="SHA256")
@@ -38,13 +50,15 @@ def _delete_marker(endpoint: str, name: str, key: str) -> None:
 
 ATTACKS: dict[str, tuple[Callable[[str, str, str], None], str]] = {
     "removed": (_remove, "history_rewritten"),
+    "replaced": (_replace, "history_rewritten"),
     "new-version": (_new_version, "extra_version"),
     "delete-marker": (_delete_marker, "delete_marker"),
 }
 
 
 # A removed head is `truncated`: tests/integration/test_verify_bucket.py covers it.
-CASES = [("removed", 0), ("new-version", 0), ("new-version", 2), ("delete-marker", 0)]
+CASES = [("removed", 0), ("replaced", 0), ("replaced", 1), ("new-version", 0)]
+CASES += [("new-version", 2), ("delete-marker", 0)]
 CASES += [("delete-marker", 2)]
 
 

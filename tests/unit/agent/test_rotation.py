@@ -241,3 +241,25 @@ def test_offline_seal_continues_a_folder_after_rotation(tmp_path: Path) -> None:
         head = head.after(seal_, opened.seal_hash)
         found.append((keys[seal_.key_id], seal_.first_seq, seal_.next_seq))
     assert found == [("A", 0, 2), ("A", 2, 3), ("B", 3, 5), ("B", 5, 6)]
+
+
+def test_a_fresh_spool_after_a_heartbeat_never_receives_before_earlier_events(
+    tmp_path: Path,
+) -> None:
+    """The bucket's newest segment is a heartbeat (it names no event time): a fresh
+    spool must still not give new events a received_at below the events before it."""
+    store = MemoryStore()
+    sealer = StreamSealer(prefix="audit", stream="s1", signer=SIGNER_A, head=ChainHead())
+    line = b'{"seq":0,"received_at":"2026-03-01T13:00:00.000000Z","actor":"a","action":"b","resource":"r"}'
+    for segment in (
+        sealer.seal([line], "2026-03-01T13:30:00.000000Z"),
+        sealer.seal([], "2026-03-01T14:00:00.000000Z"),
+    ):
+        store.put_new(segment.key, segment.data, retain_until=None)
+    agent = make_agent(tmp_path / "fresh", store, SIGNER_A, clock=lambda: T0)  # 12:00
+    agent.start()
+    wait_for(lambda: agent.readiness() is None, "head recovery")
+    assert submit(agent, 1, 2) == (1, 2)
+    assert agent.shutdown() == 0
+    seals = chain(store)  # link_faults over every link, floors kept across the heartbeat
+    assert seals[-1].first_received_at == "2026-03-01T14:00:00.000000Z"

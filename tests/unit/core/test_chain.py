@@ -76,3 +76,20 @@ def test_a_later_link_names_the_segment_it_should_follow() -> None:
         ("chain_broken", "does not link to segment 3", "e" * 64),
         ("sequence_gap", "event seq does not continue the previous segment", "40"),
     ]
+
+
+def test_a_head_read_back_from_a_heartbeat_floors_received_at_at_its_seal() -> None:
+    heartbeat = _seal(
+        segment_seq=3,
+        first_seq=8,
+        last_seq=None,
+        event_count=0,
+        first_received_at=None,
+        last_received_at=None,
+        sealed_at=T2,
+    )
+    recovered = ChainHead().after(heartbeat, "e" * 64)
+    assert recovered.last_received_at is None
+    assert recovered.received_at_floor == T2
+    assert ChainHead(1, "e" * 64, 2, T1, T0).received_at_floor == T1
+    assert ChainHead().received_at_floor is None

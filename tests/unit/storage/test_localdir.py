@@ -84,16 +84,37 @@ def make_nested(root: Path, depth: int, name: str = "d") -> str:
     return "/".join([name] * depth + ["leaf"])
 
 
+def remove_nested(root: Path, depth: int, name: str = "d") -> None:
+    """Undo make_nested from the bottom up (shutil.rmtree recurses, and fails this deep)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    descriptor = os.open(root, flags)
+    for _ in range(depth):
+        following = os.open(name, flags, dir_fd=descriptor)
+        os.close(descriptor)
+        descriptor = following
+    os.unlink("leaf", dir_fd=descriptor)
+    for _ in range(depth):
+        parent = os.open("..", flags, dir_fd=descriptor)
+        os.close(descriptor)
+        os.rmdir(name, dir_fd=parent)
+        descriptor = parent
+    os.close(descriptor)
+
+
 def test_thousands_of_nested_folders_list_and_read(tmp_path: Path) -> None:
     key = make_nested(tmp_path, 1500)
-    before = open_descriptors()
-    store = LocalDirectoryStore(tmp_path)
-    (listed,) = store.list_versions("")
-    assert (listed.key, listed.size) == (key, 4)
-    with store.open_object(key, max_bytes=100) as stream:
-        assert stream.read(100) == b"deep"
-    assert store.get(key) == b"deep"
-    assert open_descriptors() == before
+    try:
+        before = open_descriptors()
+        store = LocalDirectoryStore(tmp_path)
+        (listed,) = store.list_versions("")
+        assert (listed.key, listed.size) == (key, 4)
+        with store.open_object(key, max_bytes=100) as stream:
+            assert stream.read(100) == b"deep"
+        assert store.get(key) == b"deep"
+        assert open_descriptors() == before
+    finally:
+        remove_nested(tmp_path, 1500)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_wide_and_deep_tree_stays_within_the_descriptor_budget(tmp_path: Path) -> None:
