@@ -36,6 +36,9 @@ _FIELDS = {"public_key", "streams", "prefix", "not_before", "not_after"}
 _GLOB = re.compile(r"\A[A-Za-z0-9._*?\[\]!-]{1,256}\Z")
 
 
+MAX_TRUST_FILE_BYTES = 1 << 20
+
+
 def policy_from_public_keys(paths: list[Path]) -> TrustPolicy:
     """The simple mode: every ``--public-key`` may sign every stream.
 
@@ -60,13 +63,22 @@ def load_trust_file(path: Path) -> TrustPolicy:
             supported public key.
     """
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_TRUST_FILE_BYTES + 1)
+        if len(raw) > MAX_TRUST_FILE_BYTES:
+            raise ConfigurationError(
+                f"trust file {path} is larger than {MAX_TRUST_FILE_BYTES} bytes; a trust file"
+                " lists keys and rules, not data"
+            )
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as e:
         raise ConfigurationError(f"cannot read trust file {path}: {e.strerror}") from e
     except UnicodeDecodeError as e:
         raise ConfigurationError(f"trust file {path} is not UTF-8 text") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigurationError(f"trust file {path} is not valid TOML: {e}") from e
+    except RecursionError as e:
+        raise ConfigurationError(f"trust file {path} nests too deeply to be a trust file") from e
     unknown = sorted(set(data) - {"key"})
     if unknown:
         raise ConfigurationError(

@@ -51,13 +51,12 @@ class ChainHead:
     def received_at_floor(self) -> str | None:
         """The lowest ``received_at`` the writer may give the next event.
 
-        The newest event's ``received_at``, or, when the head was read back from
-        a heartbeat (which names no event time), its ``sealed_at``: never below
-        any earlier event's, since a seal is never older than its events and
-        ``sealed_at`` never decreases.
+        The newest event's ``received_at`` when the head knows it; when it was
+        read back from a heartbeat (which names no event time), its
+        ``sealed_at``, which is never below any earlier event's: a seal is never
+        older than its events and ``sealed_at`` never decreases.
         """
-        known = [t for t in (self.last_received_at, self.last_sealed_at) if t is not None]
-        return max(known) if known else None
+        return self.last_received_at or self.last_sealed_at
 
     @property
     def is_genesis(self) -> bool:

@@ -31,11 +31,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from audit_archiver.core.encoding import canonical_json, is_archiver_timestamp
 from audit_archiver.core.layout import EXTENSIONS, parse_segment_key
+from audit_archiver.core.signing import TrustedKey
 from audit_archiver.errors import MalformedSegmentError
 
 __all__ = [
@@ -45,6 +47,8 @@ __all__ = [
     "MAX_RETENTION_DAYS",
     "SIGNING_CONTEXT",
     "Seal",
+    "SealRejectedError",
+    "authenticate_seal",
     "is_canonical",
     "parse_seal",
     "seal_hash",
@@ -138,6 +142,71 @@ def _check_flat(seal_bytes: bytes, key: str | None) -> None:
         raise MalformedSegmentError(
             "invalid seal: not a flat object (nested object or array)", key=key
         )
+
+
+class SealRejectedError(MalformedSegmentError):
+    """A seal failed authentication; ``kind`` is the verify problem kind it amounts to
+    (``malformed_segment``, ``unknown_key``, ``signature_invalid`` or ``not_canonical``)."""
+
+    def __init__(self, kind: str, message: str, *, key: str | None, found: str | None = None):
+        super().__init__(message, key=key, found=found)
+        self.kind = kind
+
+
+def authenticate_seal(
+    seal_bytes: bytes,
+    signature: bytes,
+    key_for: Callable[[str], TrustedKey | None],
+    *,
+    signature_canonical: bool = True,
+    key: str | None = None,
+) -> tuple[Seal, TrustedKey]:
+    """Authenticate stored seal bytes, then parse them: the one rule the writer's
+    read-back and the verifier share.
+
+    The key id is taken from the bytes without parsing (:func:`seal_key_id`) and
+    looked up with ``key_for``; the signature is checked before any other field
+    is read; only then is the seal parsed, its ``key_id`` and algorithm matched
+    against the verifying key, and its canonical form checked.
+
+    Raises:
+        SealRejectedError: with the problem kind, in that order: not a flat
+            seal (``malformed_segment``), an untrusted key (``unknown_key``), a
+            bad signature or algorithm (``signature_invalid``), a malformed or
+            self-contradicting seal (``malformed_segment``), a non-canonical seal
+            or signature line (``not_canonical``).
+    """
+    try:
+        key_id = seal_key_id(seal_bytes, key=key)
+    except MalformedSegmentError as e:
+        raise SealRejectedError("malformed_segment", str(e), key=key) from e
+    trusted = key_for(key_id)
+    if trusted is None:
+        raise SealRejectedError(
+            "unknown_key", "seal is signed by a key that is not trusted", key=key, found=key_id
+        )
+    if not trusted.verify(signature, signing_message(seal_bytes)):
+        raise SealRejectedError("signature_invalid", "signature does not verify", key=key)
+    try:
+        seal = parse_seal(seal_bytes, key=key)
+    except MalformedSegmentError as e:
+        raise SealRejectedError("malformed_segment", str(e), key=key) from e
+    if seal.key_id != key_id:
+        raise SealRejectedError(
+            "malformed_segment", "invalid seal: key_id is not the signing key", key=key
+        )
+    if seal.signature_algorithm != trusted.algorithm:
+        raise SealRejectedError(
+            "signature_invalid",
+            f"seal names signature algorithm {seal.signature_algorithm!r}, its key is"
+            f" {trusted.algorithm!r}",
+            key=key,
+            found=seal.signature_algorithm,
+        )
+    if not (signature_canonical and is_canonical(seal, seal_bytes)):
+        what = "seal" if signature_canonical else "signature line"
+        raise SealRejectedError("not_canonical", f"the {what} is not in canonical form", key=key)
+    return seal, trusted
 
 
 def is_canonical(seal: Seal, seal_bytes: bytes) -> bool:

@@ -79,6 +79,7 @@ _GZIP_EMPTY_TRAILER = b"\x03\x00" + b"\x00" * 8
 _GZIP_SUBFIELD_ID = b"AS"
 MAX_SEAL_BLOCK = 65535 - 4
 DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_WINDOW = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -129,54 +130,17 @@ def compress_body(raw: bytes, compression: str, *, level: int = 3) -> bytes:
 def decompress_body(
     body: bytes, compression: str, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
 ) -> bytes:
-    """Decompress a whole body, refusing to inflate past ``max_bytes``.
-
-    A zstd body is exactly one frame that declares its content size (checked
-    against ``max_bytes`` before inflating); a gzip body is exactly one member.
+    """Decompress a whole body in memory, under the rules :class:`BodyInflater` checks
+    (for tools and tests that hold small bodies; the verifier streams).
 
     Raises:
-        MalformedSegmentError: corrupt, truncated or trailing data, an unknown
-            compression, or a body that would exceed ``max_bytes`` (a
-            decompression bomb).
+        MalformedSegmentError: not exactly one well-formed frame or member (a
+            zstd frame must declare its content size and carry its checksum),
+            an unknown compression, or a body that would exceed ``max_bytes``.
     """
-    try:
-        if compression == "zstd":
-            return _decompress_zstd_frame(body, max_bytes)
-        if compression == "gzip":
-            return _decompress_gzip_member(body, max_bytes)
-    except (zstandard.ZstdError, zlib.error) as e:
-        raise MalformedSegmentError(f"cannot decompress body: {e}") from e
-    raise MalformedSegmentError(f"unknown compression {compression!r}")
-
-
-def _decompress_zstd_frame(body: bytes, max_bytes: int) -> bytes:
-    """Decompress exactly one zstd frame whose header declares its size."""
-    if not body.startswith(_ZSTD_FRAME_MAGIC):
-        raise MalformedSegmentError("body is not a zstd frame")
-    declared = zstandard.get_frame_parameters(body).content_size
-    if declared == zstandard.CONTENTSIZE_UNKNOWN:
-        raise MalformedSegmentError("zstd frame does not declare its content size")
-    if declared > max_bytes:
-        raise MalformedSegmentError(f"body inflates past {max_bytes} bytes")
-    unpacker = zstandard.ZstdDecompressor().decompressobj()
-    raw: bytes = unpacker.decompress(body)
-    if not unpacker.eof:
-        raise MalformedSegmentError("truncated zstd body")
-    if unpacker.unused_data:
-        raise MalformedSegmentError("data after the zstd body")
-    return raw
-
-
-def _decompress_gzip_member(body: bytes, max_bytes: int) -> bytes:
-    """Decompress exactly one gzip member, stopping one byte past ``max_bytes``."""
-    unpacker = zlib.decompressobj(31)
-    raw = unpacker.decompress(body, max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise MalformedSegmentError(f"body inflates past {max_bytes} bytes")
-    if not unpacker.eof:
-        raise MalformedSegmentError("truncated gzip body")
-    if unpacker.unused_data:
-        raise MalformedSegmentError("data after the gzip body")
+    inflater = BodyInflater(compression, max_body_bytes=max_bytes, max_window=DEFAULT_MAX_WINDOW)
+    raw = b"".join(inflater.feed(body))
+    inflater.finish()
     return raw
 
 

@@ -8,7 +8,9 @@ it into place so a key is never overwritten and never half-written.
 The folder is hostile (anyone can hand an auditor a copy), so this driver:
 
 - walks it without recursion (an explicit stack; folders nested thousands
-  deep are fine) and with a bounded number of open directories;
+  deep are fine), in time linear in the tree's size and with a bounded number
+  of open directories whatever its shape; with ``max_depth`` it does not
+  descend below that depth at all (a folder there is one ``<path>/`` entry);
 - never follows a symbolic link, neither while listing nor while reading: a
   key is opened component by component relative to its parent's descriptor
   (``O_NOFOLLOW``, ``O_DIRECTORY`` for folders), and the final descriptor
@@ -42,7 +44,7 @@ from audit_archiver.storage.base import ObjectInfo, ObjectVersion
 
 __all__ = ["LocalDirectoryStore"]
 
-#: Open directory descriptors a listing may hold before it reopens folders from the root.
+#: Open directory descriptors a listing keeps (plus two for a moment) before closing one.
 MAX_OPEN_DIRECTORIES = 64
 _READ_CHUNK = 1 << 20
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -53,10 +55,19 @@ _LINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK, errno.ENOTDIR})
 
 
 class LocalDirectoryStore:
-    """Objects as files below ``root``."""
+    """Objects as files below ``root``.
 
-    def __init__(self, root: Path) -> None:
+    With ``max_depth``, keys have at most that many components: a folder at
+    that depth is listed as one entry (its key ending in ``/``, size 0) and
+    nothing below it is visited. A verifier's copy of a prefix holds
+    ``<stream>/<file>``, so 2 is all it needs; None walks any depth.
+    """
+
+    def __init__(self, root: Path, max_depth: int | None = None) -> None:
+        if max_depth is not None and max_depth < 1:
+            raise ValueError("max_depth must be at least 1")
         self.root = root
+        self.max_depth = max_depth
 
     def put_new(self, key: str, data: bytes, *, retain_until: datetime | None) -> ObjectInfo:
         """Write ``data`` at ``key`` unless it exists (retention is not enforceable here).
@@ -132,15 +143,15 @@ class LocalDirectoryStore:
         """Yield every regular file below the root whose key starts with ``prefix``.
 
         Keys ascending. Hidden files and folders (names starting with '.')
-        are skipped; symbolic links are neither listed nor followed.
+        are skipped; symbolic links are neither listed nor followed. Under
+        ``max_depth``, each folder at that depth is one entry, ``<path>/``.
 
         Raises:
             StorageError: the root is missing or a folder cannot be read.
         """
-        found = _Listing(self.root, prefix).run()
-        found.sort(key=lambda item: item[0])
-        for key, info in found:
-            yield ObjectVersion(key, None, True, False, _modified(info), info.st_size)
+        found = _Listing(self.root, prefix, self.max_depth).run()
+        found.sort(key=lambda version: version.key)
+        yield from found
 
     def _open(
         self, key: str, version_id: str | None, max_bytes: int | None = None
@@ -223,38 +234,52 @@ class _LocalObjectStream:
 
 @dataclass
 class _Folder:
-    """A folder met while listing: its path below the root and, while useful, a descriptor."""
+    """A folder on the walk's current path: where it is, what it is, what is left in it."""
 
     parts: tuple[str, ...]
     descriptor: int | None
-    pending: int = 0  # subfolders still to be opened relative to this one
+    identity: tuple[int, int]  # (st_dev, st_ino): ".." must lead back to this very folder
+    subfolders: list[str]  # still to enter, the next one last
 
 
 class _Listing:
     """One depth-first walk of the root, without recursion and without following links.
 
-    A folder's descriptor stays open until its last subfolder is opened. When
-    more than :data:`MAX_OPEN_DIRECTORIES` are open (a wide and deep tree),
-    a folder is closed at once and reopened from the root, component by
-    component, when its next subfolder is due.
+    The walk keeps the folders of its current path, deepest last. The deepest
+    is always open; when more than :data:`MAX_OPEN_DIRECTORIES` are, the
+    shallowest open one is closed (the open ones are always the deepest on the
+    path). Going back up to a closed folder that still has subfolders to enter
+    opens ``..`` of the shallowest open folder left, as many times as needed,
+    and accepts it only if its device and inode are the folder's; if not
+    (something was moved meanwhile), the folder is reopened from the root,
+    component by component. Each ``..`` passes a folder that is then left for
+    good, or reopens one that has a subfolder left to enter: the walk is
+    linear in the size of the tree, whatever its shape.
+
+    With ``max_depth``, a folder whose key has ``max_depth`` components is not
+    entered: it is recorded as one entry, its key with a trailing ``/``.
     """
 
-    def __init__(self, root: Path, prefix: str) -> None:
+    def __init__(self, root: Path, prefix: str, max_depth: int | None) -> None:
         self._root = root
         self._prefix = prefix
+        self._max_depth = max_depth
         self._open: set[int] = set()
-        self.found: list[tuple[str, os.stat_result]] = []
+        self.found: list[ObjectVersion] = []
 
-    def run(self) -> list[tuple[str, os.stat_result]]:
+    def run(self) -> list[ObjectVersion]:
         try:
-            root = _Folder((), self._track(_open_root(self._root)))
-            stack: list[tuple[_Folder, str]] = []
-            self._scan(root, stack)
-            while stack:
-                parent, name = stack.pop()
-                child = self._enter(parent, name)
-                if child is not None:
-                    self._scan(child, stack)
+            path = [self._scan((), self._track(_open_root(self._root)))]
+            while path:
+                folder = path[-1]
+                if folder.descriptor is not None and folder.subfolders:
+                    child = self._enter(folder.parts, folder.descriptor, folder.subfolders.pop())
+                    if child is not None:
+                        path.append(child)
+                        if len(self._open) > MAX_OPEN_DIRECTORIES:
+                            self._close(path[len(path) - len(self._open)])
+                else:
+                    self._leave(path)
         finally:
             for descriptor in self._open:
                 os.close(descriptor)
@@ -270,29 +295,29 @@ class _Listing:
             os.close(folder.descriptor)
             folder.descriptor = None
 
-    def _scan(self, folder: _Folder, stack: list[tuple[_Folder, str]]) -> None:
-        """Record the folder's regular files; queue its subfolders that can hold the prefix."""
-        descriptor = folder.descriptor
-        if descriptor is None:  # pragma: no cover - _enter and run always pass an open folder
-            raise StorageError(f"cannot list {self._where(folder.parts)}: folder not open")
+    def _scan(self, parts: tuple[str, ...], descriptor: int) -> _Folder:
+        """Record the folder's regular files; note its subfolders that can hold the prefix."""
+        at_bound = self._max_depth is not None and len(parts) + 1 >= self._max_depth
         subfolders: list[str] = []
         try:
+            info = os.fstat(descriptor)
             with os.scandir(descriptor) as entries:
                 for entry in entries:
                     if entry.name.startswith("."):
                         continue
-                    key = "/".join((*folder.parts, entry.name))
-                    if entry.is_dir(follow_symlinks=False):
-                        if self._may_hold_prefix(key):
-                            subfolders.append(entry.name)
-                    elif entry.is_file(follow_symlinks=False) and key.startswith(self._prefix):
-                        self._record(key, entry)
+                    key = "/".join((*parts, entry.name))
+                    if not entry.is_dir(follow_symlinks=False):
+                        if entry.is_file(follow_symlinks=False) and key.startswith(self._prefix):
+                            self._record(key, entry)
+                    elif at_bound:
+                        if f"{key}/".startswith(self._prefix):
+                            self.found.append(ObjectVersion(f"{key}/", None, True, False, None, 0))
+                    elif self._may_hold_prefix(key):
+                        subfolders.append(entry.name)
         except OSError as e:
-            raise StorageError(f"cannot list {self._where(folder.parts)}: {e.strerror}") from e
-        folder.pending = len(subfolders)
-        if not subfolders or len(self._open) > MAX_OPEN_DIRECTORIES:
-            self._close(folder)
-        stack.extend((folder, name) for name in sorted(subfolders, reverse=True))
+            raise StorageError(f"cannot list {self._where(parts)}: {e.strerror}") from e
+        subfolders.sort(reverse=True)
+        return _Folder(parts, descriptor, (info.st_dev, info.st_ino), subfolders)
 
     def _record(self, key: str, entry: os.DirEntry[str]) -> None:
         try:
@@ -300,29 +325,58 @@ class _Listing:
         except FileNotFoundError:
             return  # removed since the folder was read
         if stat.S_ISREG(info.st_mode):
-            self.found.append((key, info))
+            self.found.append(ObjectVersion(key, None, True, False, _modified(info), info.st_size))
 
     def _may_hold_prefix(self, key: str) -> bool:
         folder = key + "/"
         return folder.startswith(self._prefix) or self._prefix.startswith(folder)
 
-    def _enter(self, parent: _Folder, name: str) -> _Folder | None:
-        """Open subfolder ``name`` of ``parent``; None if it is gone or no longer a folder."""
-        parts = (*parent.parts, name)
+    def _enter(self, parent: tuple[str, ...], directory: int, name: str) -> _Folder | None:
+        """Open and scan subfolder ``name``; None if it is gone or no longer a folder."""
+        parts = (*parent, name)
         try:
-            if parent.descriptor is None:
-                parent.descriptor = self._track(self._reopen(parent.parts))
-            descriptor = os.open(name, _DIRECTORY_FLAGS, dir_fd=parent.descriptor)
+            descriptor = os.open(name, _DIRECTORY_FLAGS, dir_fd=directory)
         except OSError as e:
             if e.errno == errno.ENOENT or e.errno in _LINK_ERRNOS:
-                descriptor = None  # removed or swapped for a link or a file since listed
-            else:
-                raise StorageError(f"cannot list {self._where(parts)}: {e.strerror}") from e
+                return None  # removed or swapped for a link or a file since listed
+            raise StorageError(f"cannot list {self._where(parts)}: {e.strerror}") from e
+        return self._scan(parts, self._track(descriptor))
+
+    def _leave(self, path: list[_Folder]) -> None:
+        """Leave the deepest folder, and each above it with nothing left to enter;
+        the folder the walk returns to is reopened if it was closed."""
+        left = path.pop()
+        while path and not path[-1].subfolders:
+            above = path.pop()
+            if above.descriptor is not None:  # the open folders are the deepest ones
+                self._close(left)
+                left = above
+        try:
+            if path and path[-1].descriptor is None:
+                path[-1].descriptor = self._up(left, path[-1])
         finally:
-            parent.pending -= 1
-            if parent.pending == 0:
-                self._close(parent)
-        return None if descriptor is None else _Folder(parts, self._track(descriptor))
+            self._close(left)
+
+    def _up(self, below: _Folder, folder: _Folder) -> int | None:
+        """Reopen ``folder``, an ancestor of ``below``; None if it is gone.
+
+        ``..`` (as often as needed) of ``below`` is taken only if it is still
+        the very folder listed (same device and inode), as if it had stayed
+        open; otherwise ``folder`` is reopened by name from the root, as a
+        key is.
+        """
+        if below.descriptor is not None:
+            levels = len(below.parts) - len(folder.parts)
+            descriptor = _ancestor(below.descriptor, levels, folder.identity)
+            if descriptor is not None:
+                return self._track(descriptor)
+        try:
+            descriptor = self._reopen(folder.parts)
+        except OSError as e:
+            if e.errno == errno.ENOENT or e.errno in _LINK_ERRNOS:
+                return None  # removed, or a part swapped for a link or a file
+            raise StorageError(f"cannot list {self._where(folder.parts)}: {e.strerror}") from e
+        return self._track(descriptor)
 
     def _reopen(self, parts: tuple[str, ...]) -> int:
         descriptor = _open_root(self._root)
@@ -357,6 +411,26 @@ def _open_root(root: Path) -> int:
         return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise StorageError(f"{str(root)!r} is not a directory ({e.strerror})") from e
+
+
+def _ancestor(directory: int, levels: int, identity: tuple[int, int]) -> int | None:
+    """The folder ``levels`` up from ``directory`` through ``..``, opened, if it is
+    the folder ``identity`` (device, inode) names; else None."""
+    current = directory
+    try:
+        for _ in range(levels):
+            parent = os.open("..", _DIRECTORY_FLAGS, dir_fd=current)
+            if current != directory:
+                os.close(current)
+            current = parent
+        info: os.stat_result | None = os.fstat(current)
+    except OSError:
+        info = None  # e.g. no search permission on a folder on the way
+    if info is not None and (info.st_dev, info.st_ino) == identity:
+        return current
+    if current != directory:
+        os.close(current)
+    return None
 
 
 def _step(directory: int, part: str, key: str, flags: int) -> int:

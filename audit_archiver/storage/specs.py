@@ -13,13 +13,18 @@ __all__ = ["LocalSpec", "S3Spec", "StoreSpec"]
 
 @dataclass(frozen=True)
 class LocalSpec:
-    """A local directory (a downloaded copy of a prefix)."""
+    """A local directory (a downloaded copy of a prefix).
+
+    ``max_depth`` bounds how deep keys go (see :class:`LocalDirectoryStore`):
+    a copy of a prefix holds ``<stream>/<file>``, so a verifier passes 2.
+    """
 
     root: Path
+    max_depth: int | None = None
 
     def open(self) -> ObjectStore:
         """Open the directory store."""
-        return LocalDirectoryStore(self.root)
+        return LocalDirectoryStore(self.root, self.max_depth)
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,15 @@ per-stream figures of the report.
   ``duplicate_segment``, a jump is ``sequence_gap``.
 - A segment whose seal could not be authenticated (malformed, unknown key, bad
   signature, key not allowed) is a hole: it is counted as a segment, its events
-  are not, and the link into the next segment is not checked (nothing trusted
-  is left to check it against). The same holds after a gap in the numbers.
-  The time floors (newest ``received_at`` and ``sealed_at`` seen) are kept
-  across holes and gaps, so time still never goes backwards.
+  are not. The next authenticated segment is checked against the last
+  authenticated one when it links to it: that is how the writer steps over an
+  object it did not write at its next key (ADR 7), so the chain stays fully
+  checked around a foreign object, which is still reported. A segment after a
+  hole that links elsewhere (to the hole's own seal, say) is not checked:
+  nothing trusted is left to check it against. After a gap in the numbers the
+  link is not checked either. The time floors (newest ``received_at`` and
+  ``sealed_at`` seen) are kept across holes and gaps, so time still never goes
+  backwards.
 - Which key signed which range of segments is recorded for the report and the
   state file.
 """
@@ -75,6 +80,7 @@ class StreamChain:
         self._head = head
         self._expected_segment = head.next_segment_seq if head is not None else first_segment
         self._floor = head or ChainHead()
+        self._after_hole = False
         self.head_result: SegmentResult | None = None
         self.key_ranges: list[KeyRange] = []
         self._segments = 0
@@ -118,12 +124,16 @@ class StreamChain:
         self._segments += 1
         seal = result.seal
         if seal is None or result.seal_hash is None:
-            self._head = None
+            self._after_hole = True
             return
         self._events += result.events
-        if self._head is not None:
-            for fault in link_faults(self._head, seal):
+        head = self._head
+        if head is not None and (
+            not self._after_hole or seal.prev_seal_hash == head.prev_seal_hash
+        ):
+            for fault in link_faults(head, seal):
                 self._problem(fault.kind, result.key, fault.detail, fault.expected, fault.found)
+        self._after_hole = False
         self._head = self._floor.after(seal, result.seal_hash)
         self._floor = ChainHead(
             last_received_at=_newest(self._head.last_received_at, self._floor.last_received_at),

@@ -56,6 +56,7 @@ class Report:
     source: str
     streams: list[StreamSummary] = field(default_factory=list)
     prefix: str | None = None
+    incremental: bool = False
     problems: list[Problem] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
 
@@ -86,6 +87,7 @@ class Report:
             "stream_summaries": [asdict(s) for s in self.streams],
             "source": self.source,
             "prefix": self.prefix,
+            "incremental": self.incremental,
         }
 
 
@@ -97,17 +99,24 @@ def render_text(report: Report) -> str:
         f"  {len(report.streams)} stream(s), {report.segments} segment(s),"
         f" {report.events} event(s)",
     ]
+    if report.incremental:
+        lines.append(
+            "  incremental (--state): segments after the saved heads were checked; those"
+            " before them, from the listing"
+        )
     if report.prefix is not None:
         lines.append(f"  prefix named by the seals: {safe_text(report.prefix) or '(none)'}")
     lines.append("")
     for s in report.streams:
         span = (
-            f"{s.first_received_at} .. {s.last_received_at}" if s.first_received_at else "no events"
+            safe_text(f"{s.first_received_at} .. {s.last_received_at}")
+            if s.first_received_at
+            else "no events"
         )
         lines.append(f"stream {safe_text(s.stream)}: {s.segments} segment(s), {s.events} event(s)")
         lines.append(f"  events received: {span}")
         lines.append(
-            f"  newest seal:     {s.newest_sealed_at or '-'}"
+            f"  newest seal:     {safe_text(s.newest_sealed_at or '-')}"
             f" (segment {s.head_segment_seq if s.head_segment_seq is not None else '-'})"
         )
         for r in s.keys:

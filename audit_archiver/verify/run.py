@@ -77,7 +77,11 @@ def _source(settings: VerifySettings) -> tuple[StoreSpec, str, VerifyOptions]:
     assert settings.local_dir is not None
     if not settings.local_dir.is_dir():
         raise ConfigurationError(f"--local-dir {settings.local_dir} is not a directory")
-    return LocalSpec(settings.local_dir), str(settings.local_dir), VerifyOptions(seal_prefix=prefix)
+    return (
+        LocalSpec(settings.local_dir, max_depth=2),  # a copy of a prefix: <stream>/<file>
+        str(settings.local_dir),
+        VerifyOptions(seal_prefix=prefix),
+    )
 
 
 def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Verifier:

@@ -36,20 +36,8 @@ from typing import TYPE_CHECKING, Protocol
 from audit_archiver.core.encoding import parse_rfc3339
 from audit_archiver.core.line import HEADER_MAX_BYTES, canonical_line_fault, parse_line_prefix
 from audit_archiver.core.merkle import MerkleFolder
-from audit_archiver.core.seal import (
-    Seal,
-    is_canonical,
-    parse_seal,
-    seal_hash,
-    seal_key_id,
-    signing_message,
-)
-from audit_archiver.core.segment import (
-    BodyInflater,
-    SealFrame,
-    parse_signature_line,
-    read_seal_frame,
-)
+from audit_archiver.core.seal import Seal, SealRejectedError, authenticate_seal, seal_hash
+from audit_archiver.core.segment import BodyInflater, parse_signature_line, read_seal_frame
 from audit_archiver.errors import MalformedSegmentError
 from audit_archiver.verify.problems import Notice, Problem
 
@@ -95,8 +83,10 @@ class SegmentResult:
     """What one segment's own checks found. Holds no event data.
 
     ``seal`` is set only when the seal is authenticated, well formed,
-    canonical and allowed by the trust policy; ``key_id`` is then the key
-    that signed it and ``seal_prefix`` the prefix its ``object_key`` names.
+    canonical and allowed by the trust policy (its ``key_id`` is then the key
+    that signed it). ``object_sha256`` is the SHA-256 of the whole object when
+    it was read to the end (the worker sets it), for state files of folders,
+    which have no version ids.
     """
 
     key: str
@@ -109,8 +99,7 @@ class SegmentResult:
     problems: tuple[Problem, ...] = field(default=())
     version_id: str | None = None
     notices: tuple[Notice, ...] = field(default=())
-    key_id: str | None = None
-    seal_prefix: str | None = None
+    object_sha256: str | None = None
 
 
 @dataclass
@@ -235,14 +224,7 @@ def check_segment(
         seal_hash(check.seal_bytes) if seal is not None else None,
         check.events,
         out.problems(),
-        key_id=check.key_id if seal is not None else None,
-        seal_prefix=_seal_prefix(seal.object_key) if seal is not None else None,
     )
-
-
-def _seal_prefix(object_key: str) -> str:
-    """The prefix an ``object_key`` names: the key minus ``/<stream>/<file>``."""
-    return "/".join(object_key.split("/")[:-2])
 
 
 class _Check:
@@ -267,7 +249,6 @@ class _Check:
         self.source = source
         self.seal: Seal | None = None
         self.seal_bytes = b""
-        self.key_id: str | None = None
         self.events = 0
 
     def fail(
@@ -279,19 +260,24 @@ class _Check:
     def run(self, policy: TrustPolicy) -> None:
         try:
             frame = read_seal_frame(self.source.read)
-            key_id = seal_key_id(frame.seal_bytes, key=self.key)
             signature, signature_canonical = parse_signature_line(frame.signature_line)
         except MalformedSegmentError as e:
             raise self.fail("malformed_segment", str(e)) from None
         self.seal_bytes = frame.seal_bytes
-        seal = self.authenticate(policy, frame, key_id, signature)
-        if not (signature_canonical and is_canonical(seal, frame.seal_bytes)):
-            what = "seal" if signature_canonical else "signature line"
-            raise self.fail("not_canonical", f"the {what} is not in canonical form")
-        refusal = policy.refusal(key_id, seal.stream, seal.object_key, _sealed_at(seal))
+        try:
+            seal, trusted = authenticate_seal(
+                frame.seal_bytes,
+                signature,
+                policy.key,
+                signature_canonical=signature_canonical,
+                key=self.key,
+            )
+        except SealRejectedError as e:
+            raise self.fail(e.kind, str(e), found=e.found) from None
+        refusal = policy.refusal(trusted.key_id, seal.stream, seal.object_key, _sealed_at(seal))
         if refusal is not None:
-            raise self.fail("key_not_allowed", refusal, found=key_id)
-        self.seal, self.key_id = seal, key_id
+            raise self.fail("key_not_allowed", refusal, found=trusted.key_id)
+        self.seal = seal
         self.check_key(seal)
         if frame.container != seal.compression:
             self.out.add(
@@ -301,32 +287,6 @@ class _Check:
                 found=frame.container,
             )
         self.check_body(seal, frame.container)
-
-    def authenticate(
-        self, policy: TrustPolicy, frame: SealFrame, key_id: str, signature: bytes
-    ) -> Seal:
-        """Steps 3 and 4: the signature, then the strict parse of authenticated bytes."""
-        trusted = policy.key(key_id)
-        if trusted is None:
-            raise self.fail(
-                "unknown_key", "seal is signed by a key that is not trusted", found=key_id
-            )
-        if not trusted.verify(signature, signing_message(frame.seal_bytes)):
-            raise self.fail("signature_invalid", "signature does not verify", expected=key_id)
-        try:
-            seal = parse_seal(frame.seal_bytes, key=self.key)
-        except MalformedSegmentError as e:
-            raise self.fail("malformed_segment", str(e)) from None
-        if seal.key_id != key_id:
-            raise self.fail("malformed_segment", "invalid seal: key_id is not the signing key")
-        if seal.signature_algorithm != trusted.algorithm:
-            raise self.fail(
-                "signature_invalid",
-                "seal names another signature algorithm than its key's",
-                expected=trusted.algorithm,
-                found=seal.signature_algorithm,
-            )
-        return seal
 
     def check_key(self, seal: Seal) -> None:
         out = self.out

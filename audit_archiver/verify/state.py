@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,11 +34,13 @@ from typing import Any
 
 from audit_archiver._files import write_atomically
 from audit_archiver.core.chain import ChainHead
+from audit_archiver.core.encoding import is_archiver_timestamp
 from audit_archiver.errors import ConfigurationError
 
 __all__ = ["StreamHead", "history_digest", "load_state", "save_state"]
 
 _VERSION = 2
+_HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
 _READABLE_VERSIONS = (1, 2)
 _MAX_STATE_BYTES = 64 << 20
 
@@ -68,9 +71,10 @@ class StreamHead:
         )
 
 
-def history_digest(originals: Iterable[tuple[str, str | None, int]]) -> str:
-    """Digest of a stream's listing before its head: (key, version id, size) of each
-    segment's original version, in segment order.
+def history_digest(originals: Iterable[tuple[str, str, int]]) -> str:
+    """Digest of a stream's listing before its head: (key, identity, size) of each
+    segment's original version, in segment order. The identity is the version id
+    in a bucket, and the content's SHA-256 in a folder (which has no versions).
 
     Computed from the version listing alone, so an incremental run can tell that
     a segment it no longer downloads was replaced, without downloading it.
@@ -108,8 +112,15 @@ def _head(fields: Any) -> StreamHead:
         if not isinstance(value, types) or isinstance(value, bool):
             raise ValueError(f"field {name!r} has the wrong type")
     key_ids = fields.get("key_ids", [])
-    if not isinstance(key_ids, list) or not all(isinstance(k, str) for k in key_ids):
-        raise ValueError("key_ids must be a list of key ids")
+    if not isinstance(key_ids, list) or not all(_HEX64.match(str(k)) for k in key_ids):
+        raise ValueError("key_ids must be a list of key ids (64 hex digits)")
+    if not _HEX64.match(fields["seal_hash"]):
+        raise ValueError("seal_hash must be 64 hex digits")
+    for name in ("sealed_at", "last_received_at"):
+        if fields[name] is not None and not is_archiver_timestamp(fields[name]):
+            raise ValueError(f"{name} is not an archiver timestamp")
+    if fields["segment_seq"] < 0 or fields["next_seq"] < 0:
+        raise ValueError("segment_seq and next_seq must not be negative")
     return StreamHead(
         key=fields["key"],
         version_id=fields["version_id"],

@@ -26,6 +26,7 @@ report is always returned (see ADR 6).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from datetime import datetime, timedelta
 from audit_archiver.core.encoding import format_timestamp
 from audit_archiver.core.layout import SegmentKey, parse_segment_key, segment_key, validate_prefix
 from audit_archiver.core.trust import TrustPolicy
+from audit_archiver.errors import IntegrityError, ObjectNotFoundError
 from audit_archiver.storage.base import BucketSettingsSource, ObjectStore, ObjectVersion
 from audit_archiver.storage.specs import S3Spec, StoreSpec
 from audit_archiver.verify.bucket_check import object_lock_problems
@@ -95,10 +97,10 @@ class _Stream:
         default_factory=lambda: defaultdict(list)
     )
 
-    def originals_through(self, last: int) -> list[tuple[str, str | None, int]]:
-        """(key, version id, size) of every original version numbered ``last`` or less."""
+    def originals_through(self, last: int) -> list[ObjectVersion]:
+        """The original version of every segment numbered ``last`` or less, in order."""
         return [
-            (version.key, version.version_id, version.size)
+            version
             for number in sorted(n for n in self.segments if n <= last)
             for _, version in self.segments[number]
         ]
@@ -129,6 +131,7 @@ class Verifier:
         self._keys_seen: dict[str, set[str]] = defaultdict(set)
         self._prefixes: dict[str, Counter[str]] = defaultdict(Counter)
         self._first_key_of: dict[tuple[str, str], str] = {}
+        self._content: dict[str, str] = {}
         self.heads: dict[str, StreamHead] = {}
 
     def run(self) -> Report:
@@ -138,7 +141,7 @@ class Verifier:
             StorageError: the store failed (objects that cannot be read intact
                 become problems, not errors).
         """
-        report = Report(self._source)
+        report = Report(self._source, incremental=bool(self._options.state))
         if self._options.check_bucket and self._bucket is not None:
             report.problems += self._bucket_problems(self._bucket)
         self._streams = self._plan(self._store.list_versions(self._options.key_base), report)
@@ -307,7 +310,7 @@ class Verifier:
             )
         if missing or saved.history_digest is None or newest < saved.segment_seq:
             return problems
-        found = history_digest(stream.originals_through(saved.segment_seq - 1))
+        found = self._listing_digest(stream, saved.segment_seq - 1)
         if found == saved.history_digest:
             return problems
         head_stored = _parse_moment(saved.last_modified)
@@ -334,6 +337,30 @@ class Verifier:
         )
         return problems
 
+    def _listing_digest(self, stream: _Stream, last: int) -> str:
+        """:func:`~audit_archiver.verify.state.history_digest` of segments 0..``last``:
+        each original's version id, or in a folder (no versions) its content's SHA-256,
+        from this run's check or, for segments it did not download, read (not parsed)."""
+        return history_digest(
+            (version.key, version.version_id or self._content_digest(version.key), version.size)
+            for version in stream.originals_through(last)
+        )
+
+    def _content_digest(self, key: str) -> str:
+        known = self._content.get(key)
+        if known is not None:
+            return known
+        digest = hashlib.sha256()
+        limit = self._options.limits.max_object_bytes
+        try:
+            with self._store.open_object(key, None, max_bytes=limit) as stream:
+                while chunk := stream.read(1 << 20):
+                    digest.update(chunk)
+        except (IntegrityError, ObjectNotFoundError) as e:
+            return f"unreadable: {type(e).__name__}"
+        self._content[key] = digest.hexdigest()
+        return self._content[key]
+
     # -- checking -------------------------------------------------------------
 
     def _check(
@@ -356,6 +383,8 @@ class Verifier:
             if self._progress is not None:
                 self._progress(done, len(tasks), events)
             self._note_seal(result, report)
+            if result.object_sha256 is not None:
+                self._content[result.key] = result.object_sha256
             saved = self._options.state.get(result.stream)
             if saved is not None and result.segment_seq == saved.segment_seq:
                 self._compare_head(saved, result, report)
@@ -430,17 +459,19 @@ class Verifier:
         changed = result.seal_hash != saved.seal_hash or (
             saved.version_id is not None and result.version_id != saved.version_id
         )
-        if changed or result.problems:
-            report.problems.append(
-                Problem(
-                    "history_rewritten",
-                    result.key,
-                    "the segment a previous run verified as head has changed",
-                    stream=result.stream,
-                    expected=f"{saved.seal_hash} ({saved.version_id})",
-                    found=f"{result.seal_hash} ({result.version_id})",
-                )
+        if not changed:
+            report.problems += result.problems  # the same head, with a problem of its own
+            return
+        report.problems.append(
+            Problem(
+                "history_rewritten",
+                result.key,
+                "the segment a previous run verified as head has changed",
+                stream=result.stream,
+                expected=f"{saved.seal_hash} ({saved.version_id})",
+                found=f"{result.seal_hash} ({result.version_id})",
             )
+        )
 
     def _finish_stream(self, name: str, chain: StreamChain, report: Report) -> None:
         head = chain.head
@@ -457,7 +488,7 @@ class Verifier:
                 head.last_received_at,
                 head.last_sealed_at or "",
                 tuple(sorted(self._keys_seen[name] | set(saved.key_ids if saved else ()))),
-                history_digest(stream.originals_through(result.segment_seq - 1)),
+                self._listing_digest(stream, result.segment_seq - 1),
                 _modified(stream, result.segment_seq),
             )
         elif saved is not None:

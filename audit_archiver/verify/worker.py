@@ -22,6 +22,7 @@ is ``object_too_large``; bytes that fail the store's checksum are
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -37,7 +38,7 @@ from audit_archiver.errors import (
     StorageError,
     TransportChecksumError,
 )
-from audit_archiver.storage.base import ObjectInfo, ObjectStore
+from audit_archiver.storage.base import ObjectInfo, ObjectStore, ObjectStream
 from audit_archiver.storage.specs import LocalSpec, S3Spec, StoreSpec
 from audit_archiver.verify.problems import Notice, Problem
 from audit_archiver.verify.retention import check_retention
@@ -132,13 +133,27 @@ def _check_one(task: SegmentTask, settings: CheckSettings) -> SegmentResult:
         return _problem_result(task, "malformed_segment", detail, None)
 
 
+class _Hashing:
+    """Reads through a stream, hashing every byte (the object's content digest)."""
+
+    def __init__(self, stream: ObjectStream) -> None:
+        self._stream = stream
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int, /) -> bytes:
+        data = self._stream.read(size)
+        self.digest.update(data)
+        return data
+
+
 def _fetch_and_check(task: SegmentTask, settings: CheckSettings) -> SegmentResult:
     store = _store(settings)
     limits = settings.limits
     with store.open_object(task.key, task.version_id, max_bytes=limits.max_object_bytes) as stream:
+        hashing = _Hashing(stream)
         result = check_segment(
             task.key,
-            stream,
+            hashing,
             settings.policy,
             stream_id=task.stream,
             segment_seq=task.segment_seq,
@@ -146,7 +161,7 @@ def _fetch_and_check(task: SegmentTask, settings: CheckSettings) -> SegmentResul
             limits=limits,
             deep=settings.deep,
         )
-        while stream.read(1 << 16):  # to the end: the store's checksum is checked there
+        while hashing.read(1 << 16):  # to the end: the store's checksum is checked there
             pass
         info: ObjectInfo = stream.info
     problems: list[Problem] = list(result.problems)
@@ -158,6 +173,7 @@ def _fetch_and_check(task: SegmentTask, settings: CheckSettings) -> SegmentResul
         problems += extra
     return dataclasses.replace(
         result,
+        object_sha256=hashing.digest.hexdigest(),
         problems=tuple(problems),
         notices=tuple(notices),
         version_id=info.version_id or task.version_id,

@@ -14,6 +14,7 @@ listing it makes anyway shows every change:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial import kit
-from tests.adversarial.archives import billing, full, services_bucket
+from tests.adversarial.archives import billing, full, rel, services_bucket, services_dir
 from tests.adversarial.kit import KEY_B
 from tests.s3server import moto_s3_backend, s3_client
 
@@ -87,3 +88,26 @@ def test_new_segments_after_the_head_are_still_checked(moto_endpoint: str, tmp_p
     verdict = kit.verify(*kit.bucket(moto_endpoint, name, *args))
     assert verdict.code == 0, verdict.report["problems"]
     assert (verdict.report["segments"], verdict.report["events"]) == (2, 8)
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True])
+def test_a_folder_changed_behind_the_saved_head(tmp_path: Path, keep_mtime: bool) -> None:
+    """A folder has no version ids: the state keeps a digest of the files' contents behind
+    the head, so a byte changed there (even with its size and mtime kept) is seen."""
+    root = services_dir(tmp_path / "copy")
+    keys = kit.write_keys(tmp_path / "keys")
+    args = kit.local(root, *kit.keys_args(keys["a"], keys["b"]), "--state", tmp_path / "s.json")
+    assert kit.verify(*args).code == 0
+    target = root / rel("billing", 1)  # billing's head is segment 2
+    before = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-3] ^= 0x01
+    target.write_bytes(bytes(data))
+    if keep_mtime:
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    else:
+        os.utime(target, (before.st_mtime + 3600, before.st_mtime + 3600))
+    verdict = kit.verify(*args)
+    assert verdict.code == 1
+    named = rel("billing", 2) if keep_mtime else rel("billing", 1)  # the head, or the file
+    assert verdict.problems == [("history_rewritten", named)]

@@ -158,6 +158,17 @@ def test_unreadable_or_binary_trust_file(tmp_path: Path) -> None:
         load_trust_file(binary)
 
 
+def test_hostile_trust_files_are_configuration_errors_not_tracebacks(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigurationError, match="nests too deeply"):
+        load_trust_file(deep)
+    huge = tmp_path / "huge.toml"
+    huge.write_bytes(b"# " + b"x" * (2 << 20) + b"\n")
+    with pytest.raises(ConfigurationError, match="larger than"):
+        load_trust_file(huge)
+
+
 def test_public_keys_mode(tmp_path: Path, keys: tuple[str, str]) -> None:
     a_pub = tmp_path / "keys" / "a" / "signing.pub"
     policy = policy_from_public_keys([a_pub, tmp_path / "keys" / "b" / "signing.pub"])

@@ -1,7 +1,15 @@
 from __future__ import annotations
 
+import json
 import os
+import resource
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +20,9 @@ from audit_archiver.errors import (
     StorageError,
 )
 from audit_archiver.storage import localdir
-from audit_archiver.storage.localdir import LocalDirectoryStore
+from audit_archiver.storage.localdir import MAX_OPEN_DIRECTORIES, LocalDirectoryStore
+from tests.integration.cli import BIN
+from tests.vectors.generate import HERE as VECTORS
 
 
 def test_put_get_head_list(tmp_path: Path) -> None:
@@ -84,37 +94,204 @@ def make_nested(root: Path, depth: int, name: str = "d") -> str:
     return "/".join([name] * depth + ["leaf"])
 
 
-def remove_nested(root: Path, depth: int, name: str = "d") -> None:
-    """Undo make_nested from the bottom up (shutil.rmtree recurses, and fails this deep)."""
-    flags = os.O_RDONLY | os.O_DIRECTORY
-    descriptor = os.open(root, flags)
-    for _ in range(depth):
-        following = os.open(name, flags, dir_fd=descriptor)
+def make_comb(top: Path, depth: int) -> list[tuple[str, int]]:
+    """``depth`` levels below ``top``, each holding ``a/`` (the next level) and ``b/f``.
+
+    ``a`` sorts first, so the walk is still below ``a`` while every ``b`` above
+    it waits: a folder on each level has a subfolder pending. Returns the files
+    as (key below ``top``'s parent, size).
+    """
+    top.mkdir()
+    files = []
+    descriptor = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for level in range(depth):
+            os.mkdir("b", dir_fd=descriptor)
+            file = os.open("b/f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=descriptor)
+            os.write(file, b"x" * (level % 7))
+            os.close(file)
+            files.append(("/".join([top.name, *["a"] * level, "b", "f"]), level % 7))
+            os.mkdir("a", dir_fd=descriptor)
+            following = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=descriptor)
+            os.close(descriptor)
+            descriptor = following
+    finally:
         os.close(descriptor)
-        descriptor = following
-    os.unlink("leaf", dir_fd=descriptor)
-    for _ in range(depth):
-        parent = os.open("..", flags, dir_fd=descriptor)
-        os.close(descriptor)
-        os.rmdir(name, dir_fd=parent)
-        descriptor = parent
-    os.close(descriptor)
+    return files
 
 
-def test_thousands_of_nested_folders_list_and_read(tmp_path: Path) -> None:
-    key = make_nested(tmp_path, 1500)
+def remove_deep(top: Path) -> None:
+    """Delete a tree of any depth, if there (shutil.rmtree recurses, and fails thousands deep).
+
+    Each folder's subfolders are first renamed to siblings of ``top``, so no
+    path grows longer than two names and nothing recurses.
+    """
+    pending, lifted = ([top] if top.exists() else []), 0
+    while pending:
+        folder = pending.pop()
+        with os.scandir(folder) as entries:
+            children = [(entry.path, entry.is_dir(follow_symlinks=False)) for entry in entries]
+        for child, is_folder in children:
+            if is_folder:
+                lifted += 1
+                pending.append(top.with_name(f"{top.name}.lifted-{lifted}"))
+                os.rename(child, pending[-1])
+            else:
+                os.unlink(child)
+        folder.rmdir()
+
+
+class Descriptors:
+    """Counts descriptors opened and closed through ``os``: now, at the peak, in all."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = self.opened = 0
+
+    @contextmanager
+    def counting(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[Descriptors]:
+        real_open, real_close = os.open, os.close
+
+        def counting_open(*args: Any, **kwargs: Any) -> int:
+            descriptor = real_open(*args, **kwargs)
+            self.now += 1
+            self.opened += 1
+            self.peak = max(self.peak, self.now)
+            return descriptor
+
+        def counting_close(descriptor: int) -> None:
+            real_close(descriptor)
+            self.now -= 1
+
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "open", counting_open)
+            patch.setattr(os, "close", counting_close)
+            yield self
+
+
+# For a moment: a folder just entered before the shallowest is closed, or two on the way
+# up through '..'. os.scandir's own copy of a descriptor (one more) is not counted here.
+PEAK_ALLOWED = MAX_OPEN_DIRECTORIES + 2
+
+
+def test_thousands_of_nested_folders_list_and_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "top").mkdir()
+    key = make_nested(tmp_path / "top", 1500)
     try:
         before = open_descriptors()
-        store = LocalDirectoryStore(tmp_path)
-        (listed,) = store.list_versions("")
+        store = LocalDirectoryStore(tmp_path / "top")
+        with Descriptors().counting(monkeypatch) as descriptors:
+            (listed,) = store.list_versions("")
         assert (listed.key, listed.size) == (key, 4)
+        assert descriptors.now == 0
+        assert descriptors.peak <= PEAK_ALLOWED
+        assert descriptors.opened == 1501  # each folder once: none is reopened to leave it
         with store.open_object(key, max_bytes=100) as stream:
             assert stream.read(100) == b"deep"
         assert store.get(key) == b"deep"
         assert open_descriptors() == before
     finally:
-        remove_nested(tmp_path, 1500)
+        remove_deep(tmp_path / "top")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_comb_keeps_the_descriptor_budget_in_linear_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every level has a subfolder pending while the walk is below its other one, so
+    # every ancestor would stay open; past the budget they are closed, and going back
+    # up reopens each through '..' of the folder just left, not from the root.
+    depth = 3000
+    try:
+        files = make_comb(tmp_path / "comb", depth)
+        before = open_descriptors()
+        with Descriptors().counting(monkeypatch) as descriptors:
+            started = time.monotonic()
+            listed = [(v.key, v.size) for v in LocalDirectoryStore(tmp_path).list_versions("")]
+            elapsed = time.monotonic() - started
+        assert listed == sorted(files)
+        assert descriptors.now == 0
+        assert descriptors.peak <= PEAK_ALLOWED
+        folders = 1 + 1 + 2 * depth  # the root, comb, and a and b on every level
+        assert descriptors.opened <= 2 * folders  # reopening from the root was quadratic
+        assert elapsed < 10  # about half a second; reopening from the root took 12
+        assert open_descriptors() == before
+    finally:
+        remove_deep(tmp_path / "comb")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_going_back_up_by_name_when_dotdot_is_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # '..' is accepted only if it is the folder left; a folder moved meanwhile is
+    # reopened from the root by name instead, still within the budget.
+    refused: list[int] = []
+    real = localdir._ancestor
+
+    def moved(directory: int, levels: int, identity: tuple[int, int]) -> int | None:
+        refused.append(directory)
+        return real(directory, levels, (identity[0], identity[1] + 1))
+
+    try:
+        files = make_comb(tmp_path / "comb", 3 * MAX_OPEN_DIRECTORIES)
+        with Descriptors().counting(monkeypatch) as descriptors:
+            monkeypatch.setattr(localdir, "_ancestor", moved)
+            listed = [(v.key, v.size) for v in LocalDirectoryStore(tmp_path).list_versions("")]
+        assert listed == sorted(files)
+        assert refused
+        assert descriptors.now == 0
+        assert descriptors.peak <= PEAK_ALLOWED
+    finally:
+        remove_deep(tmp_path / "comb")
+
+
+def test_a_folder_removed_while_the_walk_is_below_it_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Moving a folder does not change where its '..' leads: a folder the walk left is
+    # listed as if it had stayed open. Gone from its place and refused by '..', it is
+    # left out with what remained in it, and the walk goes on.
+    real = localdir._ancestor
+
+    def removed(directory: int, levels: int, identity: tuple[int, int]) -> int | None:
+        if (tmp_path / "comb").exists():
+            (tmp_path / "comb").rename(tmp_path / "gone")
+        return real(directory, levels, (identity[0], identity[1] + 1))
+
+    try:
+        files = make_comb(tmp_path / "comb", 2 * MAX_OPEN_DIRECTORIES)
+        with Descriptors().counting(monkeypatch) as descriptors:
+            monkeypatch.setattr(localdir, "_ancestor", removed)
+            listed = [(v.key, v.size) for v in LocalDirectoryStore(tmp_path).list_versions("")]
+        assert max(files, key=lambda file: len(file[0])) in listed  # listed before the removal
+        assert set(listed) < set(files)
+        assert descriptors.now == 0
+    finally:
+        remove_deep(tmp_path / "comb")
+        remove_deep(tmp_path / "gone")
+
+
+def test_dotdot_is_taken_only_if_it_is_the_same_folder(tmp_path: Path) -> None:
+    (tmp_path / "p" / "c" / "d").mkdir(parents=True)
+    top, p = os.stat(tmp_path), os.stat(tmp_path / "p")
+    before = open_descriptors()
+    d = os.open(tmp_path / "p" / "c" / "d", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for levels, folder in ((2, p), (3, top)):
+            up = localdir._ancestor(d, levels, (folder.st_dev, folder.st_ino))
+            assert up is not None
+            assert os.fstat(up).st_ino == folder.st_ino
+            os.close(up)
+        assert localdir._ancestor(d, 1, (p.st_dev, p.st_ino)) is None  # that is c
+        if os.geteuid() != 0:  # root needs no search permission
+            (tmp_path / "p" / "c" / "d").chmod(0o600)
+            assert localdir._ancestor(d, 2, (p.st_dev, p.st_ino)) is None
+    finally:
+        (tmp_path / "p" / "c" / "d").chmod(0o755)
+        os.close(d)
+    assert open_descriptors() == before
 
 
 def test_a_wide_and_deep_tree_stays_within_the_descriptor_budget(tmp_path: Path) -> None:
@@ -258,3 +435,84 @@ def test_listing_prunes_folders_outside_the_prefix(tmp_path: Path) -> None:
         ]
     finally:
         (tmp_path / "other").chmod(0o755)
+
+
+# --- a depth bound ------------------------------------------------------------------------
+
+
+def test_a_folder_at_the_depth_bound_is_one_entry_and_never_entered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("s1/000.zst", "s1/sub/deep", "s1/sub/more/deeper", "top", "s2/.hidden/x"):
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(b"data")
+    (tmp_path / "s1" / "empty").mkdir()
+    os.symlink(tmp_path / "s1" / "sub", tmp_path / "s1" / "link")
+    store = LocalDirectoryStore(tmp_path, max_depth=2)
+    with Descriptors().counting(monkeypatch) as descriptors:
+        listed = list(store.list_versions(""))
+    assert [(v.key, v.size, v.is_delete_marker) for v in listed] == [
+        ("s1/000.zst", 4, False),
+        ("s1/empty/", 0, False),
+        ("s1/sub/", 0, False),
+        ("top", 4, False),
+    ]
+    assert descriptors.opened == 3  # the root, s1 and s2: nothing at the bound is opened
+    assert [v.key for v in store.list_versions("s1/sub")] == ["s1/sub/"]
+    assert [v.key for v in store.list_versions("s1/sub/")] == ["s1/sub/"]
+    assert [v.key for v in store.list_versions("s1/sub/deep")] == []
+    assert [v.key for v in LocalDirectoryStore(tmp_path, max_depth=1).list_versions("")] == [
+        "s1/",
+        "s2/",
+        "top",
+    ]
+    with pytest.raises(ValueError, match="max_depth"):
+        LocalDirectoryStore(tmp_path, max_depth=0)
+
+
+def test_verify_reports_a_deep_comb_as_one_folder_with_few_descriptors(tmp_path: Path) -> None:
+    # The real CLI on a copy of the valid vectors plus a 3,000-level comb, allowed 256
+    # descriptors: the comb is unexpected_object, both streams are still verified.
+    archive = tmp_path / "archive"
+    shutil.copytree(VECTORS / "cases" / "valid" / "archive", archive)
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    try:
+        make_comb(archive / "comb", 3000)
+        started = time.monotonic()
+        result = subprocess.run(
+            [
+                str(BIN),
+                "verify",
+                "--local-dir",
+                str(archive),
+                "--prefix",
+                "audit",
+                "--public-key",
+                str(VECTORS / "public.pem"),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            preexec_fn=few_descriptors,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        remove_deep(archive / "comb")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["streams"], report["segments"], report["events"]) == (2, 5, 15)
+    assert [(p["kind"], p["key"]) for p in report["problems"]] == [
+        ("unexpected_object", "comb/a/"),
+        ("unexpected_object", "comb/b/"),
+    ]
+    assert [(s["stream"], s["segments"], s["events"]) for s in report["stream_summaries"]] == [
+        ("app-1", 3, 12),
+        ("app-2", 2, 3),
+    ]
+    assert elapsed < 10  # a quarter of a second; the unbounded walk took 9 s (and 1,000+ fds)
+    assert sorted(path.name for path in archive.iterdir()) == ["app-1", "app-2"]

@@ -15,8 +15,8 @@ HEAD = StreamHead(
     "ab" * 32,
     12,
     None,
-    "2026-x",
-    ("k1", "k2"),
+    "2026-01-02T03:04:05.000006Z",
+    ("a1" * 32, "b2" * 32),
     "cd" * 32,
 )
 
@@ -28,7 +28,7 @@ V1_FIELDS = {
     "seal_hash": "ab" * 32,
     "next_seq": 12,
     "last_received_at": None,
-    "sealed_at": "2026-x",
+    "sealed_at": "2026-01-02T03:04:05.000006Z",
 }
 
 
@@ -60,6 +60,15 @@ def test_state_round_trips(tmp_path: Path) -> None:
         json.dumps({"version": 2, "source": "x", "streams": {"s": {**V1_FIELDS, "extra": 1}}}),
         json.dumps({"version": 2, "source": "x", "streams": {"s": {**V1_FIELDS, "next_seq": "1"}}}),
         "[" * 100_000,
+        json.dumps(
+            {"version": 2, "source": "x", "streams": {"s": {**V1_FIELDS, "sealed_at": "\n"}}}
+        ),
+        json.dumps(
+            {"version": 2, "source": "x", "streams": {"s": {**V1_FIELDS, "seal_hash": "x"}}}
+        ),
+        json.dumps(
+            {"version": 2, "source": "x", "streams": {"s": {**V1_FIELDS, "key_ids": ["k"]}}}
+        ),
         json.dumps({"version": 1, "source": "x", "streams": []}),
         json.dumps({"version": 1, "source": "x", "streams": {"s": {"key": "k"}}}),
     ],

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
 
+from audit_archiver.agent.sealer import StreamSealer
+from audit_archiver.core.chain import ChainHead
+from audit_archiver.core.event import seal_event
 from audit_archiver.core.seal import GENESIS_HASH
 from audit_archiver.storage.localdir import LocalDirectoryStore
 from audit_archiver.verify.problems import KINDS
@@ -19,6 +23,7 @@ from tests.helpers import (
     fixed_signer,
     forge,
     kinds,
+    sample_event,
     tick,
     trust_policy,
     verify_dir,
@@ -288,7 +293,48 @@ def test_heartbeat_segments_verify(tmp_path: Path) -> None:
     assert (report.segments, report.events) == (4, 8)
 
 
-def test_every_kind_is_documented() -> None:
+def test_every_kind_is_documented_with_the_same_meaning() -> None:
     doc = (Path(__file__).parents[3] / "docs" / "FORMAT.md").read_text()
-    rows = {line.split("|")[1].strip(" `") for line in doc.splitlines() if line.startswith("| `")}
-    assert set(KINDS) <= rows
+    table = doc[doc.index("## 9. Problem kinds") : doc.index("## 10. The verify report")]
+    rows = {}
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            kind, meaning = (cell.strip() for cell in line.strip().strip("|").split("|"))
+            rows[kind.strip("`")] = meaning
+    assert rows == KINDS
+
+
+def _continue_over(archive: Path, hole: int, *, first_seq_shift: int = 0) -> str:
+    """Write segment ``hole + 1`` as the writer does when it finds a foreign object at
+    its next key ``hole``: linked to segment ``hole - 1``, the events continuing."""
+    last = build_stream(None, "s1", segments=hole)[-1]
+    head = ChainHead().after(last.seal, last.seal_hash)
+    head = dataclasses.replace(
+        head, next_segment_seq=hole + 1, next_seq=head.next_seq + first_seq_shift
+    )
+    sealer = StreamSealer(prefix="audit", stream="s1", signer=fixed_signer(), head=head)
+    first = head.next_seq
+    lines = [
+        seal_event(sample_event(first + i), first + i, tick(first + i + 500)) for i in range(2)
+    ]
+    segment = sealer.seal(lines, tick(first + 5000))
+    relative = segment.key.removeprefix("audit/")
+    (archive / relative).write_bytes(segment.data)
+    return relative
+
+
+def test_a_foreign_object_stepped_over_by_the_writer_is_the_only_problem(tmp_path: Path) -> None:
+    build_stream(tmp_path, "s1", segments=2)
+    segment_path(tmp_path, 2).write_bytes(b"\x00junk written by someone without the key")
+    after = _continue_over(tmp_path, 2)
+    report = verify_dir(tmp_path)
+    assert kinds(report) == [("malformed_segment", S2)]
+    assert after == "s1/000000000003.ndjson.zst"
+    assert (report.segments, report.events) == (4, 10)
+
+
+def test_the_segment_after_a_foreign_object_is_still_checked(tmp_path: Path) -> None:
+    build_stream(tmp_path, "s1", segments=2)
+    segment_path(tmp_path, 2).write_bytes(b"\x00junk written by someone without the key")
+    after = _continue_over(tmp_path, 2, first_seq_shift=3)  # three events skipped
+    assert kinds(verify_dir(tmp_path)) == [("malformed_segment", S2), ("sequence_gap", after)]
