@@ -7,17 +7,23 @@ are the long flag names with ``-`` or ``_``: ``batch_max_events = 5000``.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit_archiver.core.event import MAX_EVENT_BYTES
+from audit_archiver.core.formats import FormatOptions
 from audit_archiver.core.layout import validate_prefix, validate_stream_id
 from audit_archiver.errors import ConfigurationError
 
-__all__ = ["AgentSettings", "BatchLimits", "load_config_file", "parse_listen"]
+__all__ = ["LINE_FORMATS", "AgentSettings", "BatchLimits", "load_config_file", "parse_listen"]
 
 MiB = 1 << 20
+LINE_FORMATS = ("events", "k8s-audit", "cloudtrail", "gcp-audit")
+"""``--tail-format``/``--stdin-format`` values: formats whose lines are records."""
+_UNIX_PATH_MAX = 100  # sun_path is 108 bytes; the agent binds a temporary name beside it first
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,8 @@ class AgentSettings:
     signing_key: Path | None
     retention_days: int
     spool: Path
-    listen: tuple[str, int] | None = None
+    listen: tuple[str, int] | Path | None = None
+    """``(host, port)`` for TCP, a :class:`Path` for a Unix socket (``unix:/path``)."""
     token_file: Path | None = None
     endpoint_url: str | None = None
     region: str | None = None
@@ -56,6 +63,41 @@ class AgentSettings:
     previous_public_keys: tuple[Path, ...] = ()
     """Public keys that signed this stream before its current key (key rotation):
     the agent continues a chain (spool or bucket head) signed by any of them."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    """With TLS: clients must present a certificate issued by this CA."""
+    header_timeout: float = 10.0
+    """Seconds a connection may take to send complete request headers."""
+    idle_timeout: float = 60.0
+    """Seconds an idle keep-alive connection (or a stalled body) is kept."""
+    max_connections: int = 256
+    """Open ingest connections above this are closed at once."""
+    max_line_bytes: int = MAX_EVENT_BYTES
+    """``--stdin``/``--tail``: a longer line is skipped (counted, logged) unread."""
+    max_inflight_bytes: int | None = None
+    """Request-body bytes admitted at once (None: 4 x ``max_body_bytes``); more wait."""
+    s3_read_timeout: float = 10.0
+    """Seconds one S3 socket read may stall before the try counts as failed (retried)."""
+    tail_format: str = "events"
+    """What each ``--tail`` line holds: one of :data:`LINE_FORMATS`."""
+    stdin_format: str = "events"
+    """What each ``--stdin`` line holds: one of :data:`LINE_FORMATS`."""
+    otlp_actor_attributes: tuple[str, ...] = FormatOptions().otlp_actor_attributes
+    """``/v1/logs``: log record attributes tried in order for ``actor``."""
+    otlp_resource_attribute: str | None = None
+    """``/v1/logs``: the attribute giving ``resource`` (else resource ``service.name``)."""
+
+    def format_options(self) -> FormatOptions:
+        """The field choices of the formats that have them (OTLP)."""
+        return FormatOptions(
+            otlp_actor_attributes=self.otlp_actor_attributes,
+            otlp_resource_attribute=self.otlp_resource_attribute,
+        )
+
+    def body_budget_bytes(self) -> int:
+        """The request-body budget in effect (``--max-inflight-bytes``)."""
+        return self.max_inflight_bytes or 4 * self.max_body_bytes
 
     def validate(self) -> None:
         """Check values that do not need the network.
@@ -82,20 +124,30 @@ class AgentSettings:
             (self.spool_max_bytes >= MiB, "--spool-max-bytes must be at least 1 MiB"),
             (self.max_body_bytes >= 1024, "--max-body-bytes must be at least 1024"),
             (
+                self.max_inflight_bytes is None or self.max_inflight_bytes >= self.max_body_bytes,
+                "--max-inflight-bytes must be at least --max-body-bytes",
+            ),
+            (
                 self.spool_max_bytes >= 2 * self.max_body_bytes,
                 "--spool-max-bytes must be at least twice --max-body-bytes",
             ),
             (self.grace_period >= 0, "--grace-period must not be negative"),
+            (self.s3_read_timeout > 0, "--s3-read-timeout must be positive"),
             (
                 self.listen is not None or self.stdin or self.tail is not None,
                 "give an event source: --listen HOST:PORT, --stdin or --tail PATH",
             ),
-            (
-                self.listen is None or self.token_file is not None,
-                "--listen needs --token-file (the bearer token clients must send)",
-            ),
+            *self._listener_checks(),
             (self.compression in ("zstd", "gzip"), "--compression must be zstd or gzip"),
             (self.ingest_workers >= 0, "--ingest-workers must not be negative"),
+            (
+                self.tail_format in LINE_FORMATS and self.stdin_format in LINE_FORMATS,
+                f"--tail-format and --stdin-format must be one of {', '.join(LINE_FORMATS)}",
+            ),
+            (
+                len(self.otlp_actor_attributes) >= 1 and all(self.otlp_actor_attributes),
+                "--otlp-actor-attribute must name at least one attribute",
+            ),
             (
                 (self.signing_key is None) != (self.kms_key_id is None),
                 "give exactly one of --signing-key PATH and --kms-key-id ARN",
@@ -105,13 +157,44 @@ class AgentSettings:
             if not ok:
                 raise ConfigurationError(message)
 
+    def _listener_checks(self) -> list[tuple[bool, str]]:
+        tcp = isinstance(self.listen, tuple)
+        tls = self.tls_cert is not None
+        where = f"{self.listen[0]}:{self.listen[1]}" if isinstance(self.listen, tuple) else ""
+        return [
+            (
+                not tcp or self.token_file is not None or self.tls_client_ca is not None,
+                f"--listen {where} needs client authentication: add --token-file FILE"
+                " (lines `name token`) or --tls-cert/--tls-key with --tls-client-ca"
+                " (client certificates); without either, use --listen unix:/path",
+            ),
+            ((self.tls_key is not None) == tls, "give both --tls-cert and --tls-key, or neither"),
+            (self.tls_client_ca is None or tls, "--tls-client-ca needs --tls-cert and --tls-key"),
+            (not tls or tcp, "--tls-cert needs a TCP --listen HOST:PORT"),
+            (self.header_timeout > 0, "--header-timeout must be positive"),
+            (self.idle_timeout > 0, "--idle-timeout must be positive"),
+            (self.max_connections >= 1, "--max-connections must be at least 1"),
+            (
+                1024 <= self.max_line_bytes <= MAX_EVENT_BYTES,
+                f"--max-line-bytes must be from 1024 to {MAX_EVENT_BYTES} (the event size limit)",
+            ),
+        ]
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """Parse ``HOST:PORT`` (``[::1]:8080`` for IPv6).
+
+def parse_listen(text: str) -> tuple[str, int] | Path:
+    """Parse ``HOST:PORT`` (``[::1]:8080`` for IPv6) or ``unix:/absolute/path``.
 
     Raises:
-        ConfigurationError: not HOST:PORT with a port from 0 to 65535.
+        ConfigurationError: not HOST:PORT with a port from 0 to 65535, nor
+            ``unix:`` with an absolute path that fits a socket address.
     """
+    if text.startswith("unix:"):
+        path = text.removeprefix("unix:")
+        if not path.startswith("/") or "\0" in path or len(os.fsencode(path)) > _UNIX_PATH_MAX:
+            raise ConfigurationError(
+                f"--listen {text!r}: unix: needs an absolute path of at most {_UNIX_PATH_MAX} bytes"
+            )
+        return Path(path)
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or int(port) > 65535:

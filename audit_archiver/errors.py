@@ -19,6 +19,8 @@ from typing import Any
 
 __all__ = [
     "AuditArchiverError",
+    "AuthenticationError",
+    "BackpressureError",
     "ConfigurationError",
     "EventValidationError",
     "InputError",
@@ -29,8 +31,13 @@ __all__ = [
     "ObjectExistsError",
     "ObjectNotFoundError",
     "ObjectTooLargeError",
+    "SignerError",
+    "SignerPermanentError",
+    "SignerUnavailableError",
+    "SourceError",
     "SpoolFullError",
     "StorageError",
+    "StoragePermanentError",
     "StorageUnavailableError",
     "StreamForkedError",
     "TransportChecksumError",
@@ -100,6 +107,13 @@ class InputError(AuditArchiverError):
     """A client supplied bad input (events, request bodies)."""
 
 
+class AuthenticationError(InputError):
+    """A client's credentials are missing, malformed or wrong (HTTP 401).
+
+    The message says which (never the credentials themselves).
+    """
+
+
 class EventValidationError(InputError):
     """One event is invalid.
 
@@ -107,12 +121,24 @@ class EventValidationError(InputError):
         field: the offending field name, or None when the event as a whole is bad.
         reason: short human explanation.
         line: 1-based line number in the request body, when known.
+        kind: what is wrong, as a metric label: ``invalid`` (a field or the
+            event's shape), ``not_json`` (not JSON or not UTF-8), ``too_deep``
+            (nesting beyond :data:`~audit_archiver.core.event.MAX_DEPTH`),
+            ``too_large`` (over :data:`~audit_archiver.core.event.MAX_EVENT_BYTES`).
     """
 
-    def __init__(self, reason: str, *, field: str | None = None, line: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        field: str | None = None,
+        line: int | None = None,
+        kind: str = "invalid",
+    ) -> None:
         self.field = field
         self.reason = reason
         self.line = line
+        self.kind = kind
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -121,20 +147,24 @@ class EventValidationError(InputError):
         return f"{where}{what}{self.reason}"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_validation_error, (self.reason, self.field, self.line))
+        return (_rebuild_validation_error, (self.reason, self.field, self.line, self.kind))
 
     def at_line(self, line: int) -> EventValidationError:
         """Return a copy of this error that names the request line."""
-        return EventValidationError(self.reason, field=self.field, line=line)
+        return EventValidationError(self.reason, field=self.field, line=line, kind=self.kind)
 
 
 def _rebuild_validation_error(
-    reason: str, field: str | None, line: int | None
+    reason: str, field: str | None, line: int | None, kind: str = "invalid"
 ) -> EventValidationError:
-    return EventValidationError(reason, field=field, line=line)
+    return EventValidationError(reason, field=field, line=line, kind=kind)
 
 
-class SpoolFullError(StorageError):
+class BackpressureError(AuditArchiverError):
+    """The agent cannot take events right now; the client should retry later (HTTP 503)."""
+
+
+class SpoolFullError(BackpressureError):
     """The agent's spool is over its byte cap; the client should retry later."""
 
 
@@ -142,12 +172,32 @@ class ConfigurationError(AuditArchiverError):
     """Bad flags, config files, bucket settings or environment."""
 
 
+class SourceError(AuditArchiverError):
+    """An event source (``--stdin``) failed for good, not because of one line.
+
+    The agent drains what it accepted and exits with this code (never 0).
+    """
+
+
 class KeyFileError(ConfigurationError):
     """A key file is missing, unreadable, malformed or too widely readable."""
 
 
-class NotReadyError(StorageError):
-    """The agent cannot accept events right now (starting, draining); retry later."""
+class NotReadyError(BackpressureError):
+    """The agent cannot accept events right now (draining, stopped); retry later."""
+
+
+class SignerError(AuditArchiverError):
+    """The signer (an AWS KMS key) could not sign a seal."""
+
+
+class SignerUnavailableError(SignerError):
+    """The signer could not be reached or asked to come back later (retrying may help)."""
+
+
+class SignerPermanentError(SignerError):
+    """The signer refused: key disabled, deleted or not allowed. Retrying helps
+    only once an operator fixes the key or its policy."""
 
 
 class StorageUnavailableError(StorageError):
@@ -156,6 +206,16 @@ class StorageUnavailableError(StorageError):
     Connection errors, timeouts, HTTP 5xx and throttling (``SlowDown``): the
     request may succeed when retried. A plain :class:`StorageError` means the
     store refused (access denied, no such bucket, invalid request).
+    """
+
+
+class StoragePermanentError(StorageError):
+    """The object store refused in a way retrying will not fix until an operator acts.
+
+    Access denied, no such bucket, wrong region (``PermanentRedirect``,
+    ``AuthorizationHeaderMalformed``), unknown access key, bad signature, an
+    SSE-KMS key disabled or not found. The agent keeps retrying at its backoff
+    cap (an operator may fix IAM) and reports it (``/readyz``, metric, log).
     """
 
 

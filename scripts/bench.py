@@ -4,7 +4,10 @@ in the same session against the same local S3 server, as a ratio.
     scripts/bench agent [--events N] [--rounds R]
     scripts/bench verify [--segments N] [--rounds R]
 
-agent: ~300-byte events POSTed in 1,000-event requests by concurrent clients;
+agent: ~300-byte events POSTed to /v1/events in 1,000-event requests by
+concurrent clients (``--workload k8s``: Kubernetes audit ``EventList`` bodies of
+400 Events of ~1.5 KB each, as the API server's webhook sends them, POSTed to
+/v1/ingest/k8s-audit);
 events/s acknowledged, events/s durably in S3 (first POST to the last segment
 confirmed), the agent's peak RSS, and as the baseline the same request bodies
 shipped by a plain boto3 put_object loop (one object per request).
@@ -79,6 +82,75 @@ def make_body(first: int, count: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def make_k8s_body(first: int, count: int) -> bytes:
+    """An ``audit.k8s.io/v1`` ``EventList`` of ``count`` Events of about 1.5 KB each
+    (level Metadata, the shape kube-apiserver writes), with distinct auditIDs."""
+    items = []
+    for i in range(first, first + count):
+        stamp = f"2026-11-23T{10 + i // 3_600_000 % 10}:{i // 60_000 % 60:02d}:{i // 1000 % 60:02d}"
+        items.append(
+            {
+                "kind": "Event",
+                "apiVersion": "audit.k8s.io/v1",
+                "level": "Metadata",
+                "auditID": f"{i:08x}-5f3a-4c1d-9e2b-{i:012x}",
+                "stage": "ResponseComplete",
+                "requestURI": f"/api/v1/namespaces/team-{i % 50}/configmaps/app-config-{i}",
+                "verb": "update",
+                "user": {
+                    "username": f"system:serviceaccount:team-{i % 50}:deployer",
+                    "uid": f"{i:032x}",
+                    "groups": [
+                        "system:serviceaccounts",
+                        f"system:serviceaccounts:team-{i % 50}",
+                        "system:authenticated",
+                    ],
+                    "extra": {
+                        "authentication.kubernetes.io/pod-name": [f"deployer-{i % 977}"],
+                        "authentication.kubernetes.io/pod-uid": [f"{i * 7:032x}"],
+                    },
+                },
+                "sourceIPs": [f"10.{i % 200}.{i % 250}.{i % 254 + 1}"],
+                "userAgent": "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46",
+                "objectRef": {
+                    "resource": "configmaps",
+                    "namespace": f"team-{i % 50}",
+                    "name": f"app-config-{i}",
+                    "uid": f"{i * 3:032x}",
+                    "apiVersion": "v1",
+                    "resourceVersion": str(1_000_000 + i),
+                },
+                "responseStatus": {"metadata": {}, "code": 200},
+                "requestReceivedTimestamp": f"{stamp}.{i % 1000:03d}000Z",
+                "stageTimestamp": f"{stamp}.{i % 1000:03d}512Z",
+                "annotations": {
+                    "authorization.k8s.io/decision": "allow",
+                    "authorization.k8s.io/reason": 'RBAC: allowed by RoleBinding "deployer/'
+                    f'team-{i % 50}" of Role "configmap-editor" to ServiceAccount "deployer/'
+                    f'team-{i % 50}"',
+                    "pod-security.kubernetes.io/enforce-policy": "restricted:latest",
+                    "mutation.webhook.admission.k8s.io/round_0_index_0": json.dumps(
+                        {
+                            "configuration": "policy-agent",
+                            "webhook": "mutate.policy-agent.example.com",
+                            "mutated": False,
+                        }
+                    ),
+                    "validation.policy.admission.k8s.io/validation_failure": "[]",
+                },
+            }
+        )
+    body = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+WORKLOADS = {
+    # name: (path, events per request, body maker, content type)
+    "events": ("/v1/events", 1000, make_body, "application/x-ndjson"),
+    "k8s": ("/v1/ingest/k8s-audit", 400, make_k8s_body, "application/json"),
+}
+
+
 def _metric(port: int, name: str) -> float:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("GET", "/metrics")
@@ -96,7 +168,9 @@ def _wait(condition: Callable[[], bool], timeout: float = 600) -> None:
         time.sleep(0.02)
 
 
-def agent_round(s3: LocalS3, events: int, clients: int, work: Path) -> dict[str, float]:
+def agent_round(
+    s3: LocalS3, events: int, clients: int, work: Path, workload: str = "events"
+) -> dict[str, float]:
     bucket = s3.new_bucket(f"bench-{os.getpid()}-{time.monotonic_ns()}")
     subprocess.run(
         [str(BIN), "keygen", "--out", str(work / "keys")], check=True, capture_output=True
@@ -145,16 +219,16 @@ def agent_round(s3: LocalS3, events: int, clients: int, work: Path) -> dict[str,
     _wait(lambda: port() is not None or agent.poll() is not None, 60)
     listen = port()
     assert listen is not None, (work / "agent.log").read_text()
-    per_request = 1000
-    bodies = [make_body(i * per_request, per_request) for i in range(events // per_request)]
+    path, per_request, maker, content_type = WORKLOADS[workload]
+    bodies = [maker(i * per_request, per_request) for i in range(events // per_request)]
     raw_bytes = sum(len(b) for b in bodies)
     queue = list(range(len(bodies)))
     lock = threading.Lock()
 
     requests = [
-        b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
-        b"Content-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n%s"
-        % (token.encode(), len(body), body)
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+        b"Content-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (path.encode(), token.encode(), content_type.encode(), len(body), body)
         for body in bodies
     ]
 
@@ -266,7 +340,7 @@ def bench_agent(args: argparse.Namespace) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for index in range(args.rounds):
-                result = agent_round(s3, args.events, args.clients, Path(tmp))
+                result = agent_round(s3, args.events, args.clients, Path(tmp), args.workload)
                 rounds.append(result)
                 print(
                     f"round {index + 1}: " + ", ".join(f"{k}={v:,.1f}" for k, v in result.items()),
@@ -280,6 +354,7 @@ def bench_agent(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "benchmark": "agent",
+                "workload": args.workload,
                 "events": args.events,
                 "rounds": args.rounds,
                 "clients": args.clients,
@@ -464,6 +539,7 @@ def main() -> None:
     agent.add_argument("--events", type=int, default=200_000)
     agent.add_argument("--rounds", type=int, default=5)
     agent.add_argument("--clients", type=int, default=8)
+    agent.add_argument("--workload", choices=sorted(WORKLOADS), default="events")
     agent.set_defaults(run=bench_agent)
     verify = sub.add_parser("verify")
     verify.add_argument("--segments", type=int, default=2000)

@@ -18,6 +18,7 @@ from audit_archiver.errors import (
     ObjectNotFoundError,
     ObjectTooLargeError,
     StorageError,
+    StorageUnavailableError,
 )
 from audit_archiver.storage.base import BucketSettings, ObjectInfo, ObjectVersion
 
@@ -65,36 +66,72 @@ class _Version:
     data: bytes
     retain_until: datetime | None
     modified: datetime
+    is_marker: bool = False
 
 
 @dataclass
 class MemoryStore:
-    """Keys map to version lists (oldest first). ``down`` makes every call fail.
+    """Keys map to version lists (oldest first), as in a versioned bucket.
 
-    ``put_new`` never overwrites, so each list holds one version; the lists keep
-    the shape of a versioned bucket for the tests that read ``objects``.
+    Fault injection: ``down`` makes every call fail as transient
+    (:class:`StorageUnavailableError`, S3 unreachable); ``refusing`` makes every
+    call raise that error (a :class:`StoragePermanentError` such as AccessDenied)
+    until it is cleared; ``faults`` maps an operation name (``put_new``,
+    ``get``, ``list_versions``...) to errors raised by its next calls, one each.
+    A hostile bucket writer: :meth:`put_version` (an unconditional put: a newer
+    version, or junk at a free key) and :meth:`delete_marker`.
     """
 
     locked: bool = True
     down: bool = False
+    refusing: StorageError | None = None
+    faults: dict[str, list[Exception]] = field(default_factory=dict)
     objects: dict[str, list[_Version]] = field(default_factory=dict)
     puts: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=count)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _check(self) -> None:
+    def _check(self, operation: str = "") -> None:
+        with self._lock:
+            self.calls[operation] = self.calls.get(operation, 0) + 1
+            queued = self.faults.get(operation)
+            fault = queued.pop(0) if queued else None
+        if fault is not None:
+            raise fault
         if self.down:
-            raise StorageError("simulated outage: endpoint unreachable")
+            raise StorageUnavailableError("simulated outage: endpoint unreachable")
+        if self.refusing is not None:
+            raise self.refusing
+
+    def put_version(self, key: str, data: bytes) -> str:
+        """Store ``data`` as the newest version of ``key`` unconditionally (what any
+        writer without Object Lock powers can do); return its version id."""
+        with self._lock:
+            version = _Version(f"v{next(self._ids)}", data, None, datetime.now(UTC))
+            self.objects.setdefault(key, []).append(version)
+        return version.version_id
+
+    def delete_marker(self, key: str) -> str:
+        """Add a delete marker on ``key`` (a DeleteObject without a version id)."""
+        with self._lock:
+            version = _Version(f"v{next(self._ids)}", b"", None, datetime.now(UTC), True)
+            self.objects.setdefault(key, []).append(version)
+        return version.version_id
+
+    def original(self, key: str) -> bytes:
+        """The bytes of the oldest object version of ``key`` (the test's own view)."""
+        return next(v.data for v in self.objects[key] if not v.is_marker)
 
     def object_lock_enabled(self) -> bool:
-        self._check()
+        self._check("object_lock_enabled")
         return self.locked
 
     def put_new(self, key: str, data: bytes, *, retain_until: datetime | None) -> ObjectInfo:
-        self._check()
+        self._check("put_new")
         with self._lock:
             versions = self.objects.setdefault(key, [])
-            if versions:
+            if versions and not versions[-1].is_marker:
                 raise ObjectExistsError(key)
             version = _Version(f"v{next(self._ids)}", data, retain_until, datetime.now(UTC))
             versions.append(version)
@@ -104,11 +141,13 @@ class MemoryStore:
     def _find(self, key: str, version_id: str | None) -> _Version:
         for version in reversed(self.objects.get(key, [])):
             if version_id is None or version.version_id == version_id:
+                if version.is_marker:
+                    break
                 return version
         raise ObjectNotFoundError(key)
 
     def get(self, key: str, version_id: str | None = None) -> bytes:
-        self._check()
+        self._check("get")
         return self._find(key, version_id).data
 
     def fetch(self, key: str, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
@@ -117,7 +156,7 @@ class MemoryStore:
     def open_object(
         self, key: str, version_id: str | None = None, *, max_bytes: int
     ) -> BytesStream:
-        self._check()
+        self._check("open_object")
         info = self.head(key, version_id)
         if info.size > max_bytes:
             raise ObjectTooLargeError(key, limit=max_bytes, size=info.size)
@@ -125,7 +164,7 @@ class MemoryStore:
 
     def bucket_settings(self) -> BucketSettings:
         """A bucket as ``locked`` says: fully Object-Locked, or plain and unversioned."""
-        self._check()
+        self._check("bucket_settings")
         return BucketSettings(
             object_lock_enabled=self.locked,
             default_retention_mode="COMPLIANCE" if self.locked else None,
@@ -140,22 +179,24 @@ class MemoryStore:
         )
 
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
-        self._check()
+        self._check("head")
         version = self._find(key, version_id)
         return ObjectInfo(
             key, version.version_id, len(version.data), "COMPLIANCE", version.retain_until
         )
 
     def list_versions(self, prefix: str) -> Iterator[ObjectVersion]:
-        self._check()
-        for key in sorted(k for k in self.objects if k.startswith(prefix)):
-            versions = self.objects[key]
+        self._check("list_versions")
+        with self._lock:
+            listing = {k: list(v) for k, v in self.objects.items() if k.startswith(prefix)}
+        for key in sorted(listing):
+            versions = listing[key]
             for index, version in reversed(list(enumerate(versions))):
                 yield ObjectVersion(
                     key,
                     version.version_id,
                     index == len(versions) - 1,
-                    False,
+                    version.is_marker,
                     version.modified,
-                    len(version.data),
+                    0 if version.is_marker else len(version.data),
                 )

@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 
 import click
 
-from audit_archiver.config import AgentSettings, BatchLimits, load_config_file, parse_listen
+from audit_archiver.config import (
+    LINE_FORMATS,
+    AgentSettings,
+    BatchLimits,
+    load_config_file,
+    parse_listen,
+)
+from audit_archiver.core.formats import FormatOptions
 from audit_archiver.errors import ConfigurationError
 
 _DEFAULTS = BatchLimits()
@@ -69,10 +76,51 @@ def _default_workers() -> int:
 )
 @_opt("--retention-days", type=int, help="COMPLIANCE retention applied to every segment.")
 @_opt("--spool", type=_PATH, help="Spool directory (persistent volume).")
-@_opt("--listen", help="HOST:PORT for the HTTP API.")
-@_opt("--token-file", type=_PATH, help="File holding the bearer token clients send.")
+@_opt("--listen", help="HOST:PORT for the HTTP API, or unix:/path (a socket, mode 0660).")
+@_opt(
+    "--token-file",
+    type=_PATH,
+    help="Client tokens: lines `name token` (# comments), or one bare token named"
+    " default. Sent as Bearer, or Basic with the name as user.",
+)
+@_opt("--tls-cert", type=_PATH, help="Serve HTTPS with this certificate chain (PEM).")
+@_opt("--tls-key", type=_PATH, help="Private key of --tls-cert (PEM, mode 0600).")
+@_opt(
+    "--tls-client-ca",
+    type=_PATH,
+    help="Require client certificates issued by this CA (PEM); the subject CN names"
+    " the client. With --token-file, both are required.",
+)
+@_opt(
+    "--header-timeout",
+    type=float,
+    default=_SETTING_DEFAULTS["header_timeout"],
+    show_default=True,
+    help="Seconds a connection may take to send complete request headers (and TLS handshake).",
+)
+@_opt(
+    "--idle-timeout",
+    type=float,
+    default=_SETTING_DEFAULTS["idle_timeout"],
+    show_default=True,
+    help="Seconds an idle keep-alive connection, or a stalled request body, is kept.",
+)
+@_opt(
+    "--max-connections",
+    type=int,
+    default=_SETTING_DEFAULTS["max_connections"],
+    show_default=True,
+    help="Open connections above this are closed at once.",
+)
 @_opt("--endpoint-url", help="S3-compatible endpoint (default: AWS).")
 @_opt("--region", help="AWS region of the bucket.")
+@_opt(
+    "--s3-read-timeout",
+    type=float,
+    default=_SETTING_DEFAULTS["s3_read_timeout"],
+    show_default=True,
+    help="Seconds one S3 socket read may stall before that try fails (and is retried).",
+)
 @_opt("--batch-max-events", type=int, default=_DEFAULTS.max_events, show_default=True)
 @_opt("--batch-max-bytes", type=int, default=_DEFAULTS.max_bytes, show_default=True)
 @_opt(
@@ -97,6 +145,13 @@ def _default_workers() -> int:
 )
 @_opt("--max-body-bytes", type=int, default=_SETTING_DEFAULTS["max_body_bytes"], show_default=True)
 @_opt(
+    "--max-inflight-bytes",
+    type=int,
+    default=None,
+    help="Request-body bytes read, encoded or committed at once; later requests"
+    " wait (503 after --idle-timeout). Default: 4 x --max-body-bytes.",
+)
+@_opt(
     "--grace-period",
     type=float,
     default=_SETTING_DEFAULTS["grace_period"],
@@ -110,7 +165,41 @@ def _default_workers() -> int:
     show_default=True,
 )
 @_opt("--stdin", is_flag=True, default=False, help="Also read NDJSON events from stdin.")
+@_opt(
+    "--stdin-format",
+    type=click.Choice(LINE_FORMATS),
+    default="events",
+    show_default=True,
+    help="What each --stdin line holds: an event, or a producer's record"
+    " (k8s-audit Event, CloudTrail record, GCP LogEntry).",
+)
 @_opt("--tail", type=_PATH, help="Also follow this NDJSON file (survives rotation).")
+@_opt(
+    "--tail-format",
+    type=click.Choice(LINE_FORMATS),
+    default="events",
+    show_default=True,
+    help="What each --tail line holds, as --stdin-format (k8s-audit: the API"
+    " server's --audit-log-path file).",
+)
+@_opt(
+    "--otlp-actor-attribute",
+    multiple=True,
+    help="/v1/logs: log record attribute giving actor, tried in order (repeatable;"
+    " default: user.id, then enduser.id).",
+)
+@_opt(
+    "--otlp-resource-attribute",
+    help="/v1/logs: attribute giving resource (record, then resource attributes);"
+    " default and fallback: the resource's service.name.",
+)
+@_opt(
+    "--max-line-bytes",
+    type=int,
+    default=_SETTING_DEFAULTS["max_line_bytes"],
+    show_default=True,
+    help="--stdin/--tail: a longer line is skipped (counted and logged), never held whole.",
+)
 @_opt(
     "--ingest-workers",
     type=int,
@@ -130,11 +219,11 @@ def agent(check_config: bool, log_level: str, **options: Any) -> None:
     """
     settings = _settings(options)
     from audit_archiver.agent.logs import configure_logging
-    from audit_archiver.agent.run import read_token, run_agent
+    from audit_archiver.agent.run import load_listener_config, run_agent
 
     if check_config:
         settings.validate()
-        read_token(settings)
+        load_listener_config(settings)
         from audit_archiver.keys import load_public_key, load_signer
 
         key_id = (
@@ -181,14 +270,28 @@ def _settings(options: dict[str, Any]) -> AgentSettings:
         spool=Path(options["spool"]),
         listen=parse_listen(options["listen"]) if options.get("listen") else None,
         token_file=Path(options["token_file"]) if options.get("token_file") else None,
+        tls_cert=Path(options["tls_cert"]) if options.get("tls_cert") else None,
+        tls_key=Path(options["tls_key"]) if options.get("tls_key") else None,
+        tls_client_ca=Path(options["tls_client_ca"]) if options.get("tls_client_ca") else None,
+        header_timeout=options["header_timeout"],
+        idle_timeout=options["idle_timeout"],
+        max_connections=options["max_connections"],
+        max_line_bytes=options["max_line_bytes"],
         endpoint_url=options.get("endpoint_url"),
         region=options.get("region"),
+        s3_read_timeout=options["s3_read_timeout"],
         batch=batch,
         spool_max_bytes=options["spool_max_bytes"],
         max_body_bytes=options["max_body_bytes"],
+        max_inflight_bytes=options.get("max_inflight_bytes"),
         grace_period=options["grace_period"],
         stdin=options["stdin"],
         tail=Path(options["tail"]) if options.get("tail") else None,
+        tail_format=options.get("tail_format") or "events",
+        stdin_format=options.get("stdin_format") or "events",
+        otlp_actor_attributes=tuple(options.get("otlp_actor_attribute") or ())
+        or FormatOptions().otlp_actor_attributes,
+        otlp_resource_attribute=options.get("otlp_resource_attribute"),
         compression=options["compression"],
         ingest_workers=options["ingest_workers"],
     )

@@ -35,7 +35,12 @@ from audit_archiver.config import BatchLimits
 from audit_archiver.core.encoding import format_timestamp
 from audit_archiver.core.line import EventRun
 from audit_archiver.core.segment import SegmentBody, prepare_runs_body
-from audit_archiver.errors import StorageError
+from audit_archiver.errors import (
+    SignerError,
+    SignerPermanentError,
+    StorageError,
+    StoragePermanentError,
+)
 
 __all__ = ["Batcher"]
 
@@ -162,11 +167,24 @@ class Batcher:
         self._pending_bytes -= size
         return batch
 
-    def _put_back(self, batch: list[EventRun], error: StorageError, failures: int) -> None:
-        """Keep the batches that could not be sealed (signer unreachable), every
-        one in flight included, still due, and retry them after a backoff."""
-        delay = self._backoff.delay(failures)
-        log.warning("sealing failed; will retry", extra={"error": str(error), "retry_in_s": delay})
+    def _put_back(
+        self, batch: list[EventRun], error: StorageError | SignerError, failures: int
+    ) -> None:
+        """Keep the batches that could not be sealed (signer unreachable or
+        refusing, spool unwritable), every one in flight included, still due,
+        and retry them after a backoff (at its cap for a permanent refusal:
+        an operator may fix the key)."""
+        permanent = isinstance(error, (SignerPermanentError, StoragePermanentError))
+        delay = self._backoff.cap if permanent else self._backoff.delay(failures)
+        log.log(
+            logging.ERROR if permanent else logging.WARNING,
+            "sealing failed; will retry",
+            extra={
+                "kind": "permanent" if permanent else "transient",
+                "error": str(error),
+                "retry_in_s": round(delay, 2),
+            },
+        )
         with self._condition:
             now = self._monotonic()
             due = now - self._limits.max_age
@@ -201,12 +219,15 @@ class Batcher:
                 try:
                     self._seal(batch, prepared)
                     failures = 0
-                except StorageError as e:
+                except (StorageError, SignerError) as e:
                     failures += 1
                     unsealed = batch + [run for waiting, _ in in_flight for run in waiting]
                     in_flight.clear()
+                    # A stop during the backoff cuts it: one more try at once. A
+                    # failure while stopping already was that try.
+                    retried_at_stop = self._stopping
                     self._put_back(unsealed, e, failures)
-                    if self._stopping:
+                    if retried_at_stop:
                         log.warning("stopping with unsealed events; they stay in the spool")
                         return
         except BaseException as e:
@@ -223,12 +244,18 @@ class Batcher:
         )
 
     def _seal(self, batch: list[EventRun], prepared: Future[SegmentBody] | None) -> None:
-        head = self._sealer.head
         if prepared is not None:
             body = prepared.result()
         else:
-            first_seq = batch[0].first_seq if batch else head.next_seq
+            first_seq = batch[0].first_seq if batch else self._sealer.head.next_seq
             body = prepare_runs_body(batch, first_seq, self._sealer.compression)
+        # Sign, store and hand over under the sealer's lock: a re-seal (ADR 7)
+        # moves the head and swaps the spool's sealed set only between segments.
+        with self._sealer.lock:
+            self._sign_and_store(batch, body)
+
+    def _sign_and_store(self, batch: list[EventRun], body: SegmentBody) -> None:
+        head = self._sealer.head
         floor = max(head.last_sealed_at or "", batch[-1].received_at if batch else "")
         sealed_at = max(format_timestamp(self._clock()), floor)
         segment = self._sealer.seal_body(body, sealed_at)

@@ -35,11 +35,16 @@ _RECORD_OVERHEAD = 96  # a WAL record's header line, at most
 
 @dataclass(frozen=True)
 class Accepted:
-    """The answer to one acknowledged request."""
+    """The answer to one acknowledged request.
+
+    ``first_seq``/``last_seq`` are None when the events were made durable
+    before the stream's chain head was known (a fresh spool while S3 is
+    unreachable): the spool numbers them once the head is read (ADR 4).
+    """
 
     accepted: int
-    first_seq: int
-    last_seq: int
+    first_seq: int | None
+    last_seq: int | None
 
 
 @dataclass
@@ -132,7 +137,13 @@ class Committer:
             return
         self._last_received = received_at
         failpoints.hit("before-ack")
-        self._metrics.events_accepted.inc(sum(run.event_count for run in runs))
+        self._metrics.events_accepted.inc(sum(r.events.event_count for r in taken))
+        if runs is None:  # durable, numbered once the chain head is known
+            self._metrics.bytes_accepted.inc(sum(len(r.events.data) for r in taken))
+            self._metrics.events_pending.inc(sum(r.events.event_count for r in taken))
+            for request in taken:
+                request.future.set_result(Accepted(request.events.event_count, None, None))
+            return
         self._metrics.bytes_accepted.inc(sum(run.sealed_size() for run in runs))
         self._on_committed(runs)
         for request, run in zip(taken, runs, strict=True):

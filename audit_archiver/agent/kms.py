@@ -15,11 +15,20 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+from botocore.exceptions import (  # type: ignore[import-untyped]
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+)
 from cryptography.hazmat.primitives import serialization
 
 from audit_archiver.core.signing import ALGORITHM_ECDSA_P256, key_id_of
-from audit_archiver.errors import ConfigurationError, StorageError, StorageUnavailableError
+from audit_archiver.errors import (
+    ConfigurationError,
+    SignerError,
+    SignerPermanentError,
+    SignerUnavailableError,
+)
 
 __all__ = ["KmsSigner"]
 
@@ -44,7 +53,7 @@ class KmsSigner:
         Raises:
             ConfigurationError: the key is missing, not allowed, or not an
                 ECC_NIST_P256 SIGN_VERIFY key.
-            StorageUnavailableError: KMS could not be reached.
+            SignerUnavailableError: KMS could not be reached.
         """
         self._client = client
         self._kms_key_id = kms_key_id
@@ -67,7 +76,7 @@ class KmsSigner:
 
         Raises:
             ConfigurationError: bad key (see the constructor).
-            StorageUnavailableError: KMS could not be reached.
+            SignerUnavailableError: KMS could not be reached.
         """
         config = Config(
             connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"}
@@ -90,11 +99,14 @@ class KmsSigner:
         """Return KMS's DER ECDSA P-256 signature over SHA-256 of ``message``.
 
         Raises:
-            StorageUnavailableError: KMS could not be reached or throttled (retry).
-            StorageError: KMS refused.
+            SignerUnavailableError: KMS could not be reached or throttled (retry).
+            SignerPermanentError: KMS refused (key disabled, deleted, access denied),
+                or the seal is over KMS's message limit.
         """
         if len(message) > _MAX_MESSAGE:
-            raise StorageError(f"seal of {len(message)} bytes exceeds KMS's 4096-byte RAW limit")
+            raise SignerPermanentError(
+                f"seal of {len(message)} bytes exceeds KMS's 4096-byte RAW limit"
+            )
         try:
             response = self._client.sign(
                 KeyId=self._kms_key_id,
@@ -103,18 +115,23 @@ class KmsSigner:
                 SigningAlgorithm="ECDSA_SHA_256",
             )
         except (ClientError, BotoCoreError) as e:
-            raise _wrap(e, f"KMS Sign with {self._kms_key_id} failed", StorageError) from e
+            raise _wrap(e, f"KMS Sign with {self._kms_key_id} failed", SignerPermanentError) from e
         signature: bytes = response["Signature"]
         return signature
 
 
 def _wrap(
-    error: Exception, message: str, refused: type[ConfigurationError] | type[StorageError]
+    error: Exception, message: str, refused: type[ConfigurationError] | type[SignerError]
 ) -> Exception:
+    """Transient (unreachable, throttled, 5xx, a key KMS cannot use for a moment)
+    or refused (``DisabledException``, ``NotFoundException``, ``AccessDeniedException``,
+    ``KMSInvalidStateException``: an operator must act)."""
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in _TRANSIENT or status >= 500:
-            return StorageUnavailableError(f"{message}: {code}")
+        if code in _TRANSIENT or status >= 500 or status == 429:
+            return SignerUnavailableError(f"{message}: {code}")
         return refused(f"{message}: {code}")
-    return StorageUnavailableError(f"{message}: {error}")
+    if isinstance(error, NoCredentialsError):
+        return refused(f"{message}: {error}")
+    return SignerUnavailableError(f"{message}: {error}")

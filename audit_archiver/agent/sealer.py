@@ -10,33 +10,40 @@ rotation), and returns the head to continue from.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+import dataclasses
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.layout import parse_segment_key, segment_key, stream_prefix
-from audit_archiver.core.seal import parse_seal, signing_message
+from audit_archiver.core.seal import Seal, SealRejectedError, authenticate_seal, parse_seal
 from audit_archiver.core.segment import (
+    MAX_SEAL_BLOCK,
     SealedSegment,
     SegmentBody,
+    assemble_segment,
     finish_segment,
     open_segment,
     prepare_body,
 )
 from audit_archiver.core.signing import Signer, TrustedKey
 from audit_archiver.errors import IntegrityError, MalformedSegmentError
-from audit_archiver.storage.base import ObjectStore
+from audit_archiver.storage.base import ObjectStore, ObjectVersion
 
-__all__ = ["StreamSealer", "recover_chain_head"]
+__all__ = [
+    "SEAL_FRAME_MAX",
+    "ForeignObject",
+    "StreamSealer",
+    "authenticate_own",
+    "original_version",
+    "read_prefix",
+    "recover_chain_head",
+]
 
-
-_KEY_ID = re.compile(rb'"key_id":"([0-9a-f]{64})"')
-
-
-def _claimed_key_id(seal_bytes: bytes) -> str:
-    """The key id an unauthenticated seal claims, for the error message only ("?" if none)."""
-    match = _KEY_ID.search(seal_bytes)
-    return match.group(1).decode() if match else "?"
+SEAL_FRAME_MAX = MAX_SEAL_BLOCK + 64
+"""Bytes that always hold a segment's seal frame (the seal block and its frame header)."""
+_ANY_SIZE = 1 << 62  # read_prefix reads a bounded prefix of an object of any size
 
 
 class StreamSealer:
@@ -55,6 +62,8 @@ class StreamSealer:
         self.prefix = prefix
         self.stream = stream
         self.head = head
+        self.lock = threading.Lock()
+        """Held while a segment is signed and stored, so a re-seal sees a stable head."""
         self._signer = signer
         self._compression = compression
         self._retention_days = retention_days
@@ -98,6 +107,140 @@ class StreamSealer:
         self.head = self.head.after(segment.seal, segment.seal_hash)
         return segment
 
+    def reseal(self, segments: Sequence[bytes], *, segment_seq: int) -> list[SealedSegment]:
+        """Re-seal consecutive sealed segments (their bytes) from ``segment_seq`` on,
+        and move the head past them (ADR 7).
+
+        Each keeps its body, events, times and retention; only its number,
+        object key, link and signature change. The first links to what the
+        first of ``segments`` linked to (the last segment this writer stored
+        before them), the others to the one before. Call with :attr:`lock` held.
+
+        Raises:
+            MalformedSegmentError: a segment in the spool does not parse.
+            ValueError: ``segments`` is empty.
+        """
+        if not segments:
+            raise ValueError("nothing to re-seal")
+        resealed: list[SealedSegment] = []
+        prev = None
+        for offset, data in enumerate(segments):
+            opened = open_segment(data)
+            seal = parse_seal(opened.seal_bytes)
+            number = segment_seq + offset
+            moved = dataclasses.replace(
+                seal,
+                segment_seq=number,
+                prev_seal_hash=seal.prev_seal_hash if prev is None else prev,
+                object_key=segment_key(self.prefix, self.stream, number, seal.compression),
+                key_id=self._signer.key_id,
+                signature_algorithm=self._signer.algorithm,
+            )
+            segment = assemble_segment(moved, opened.body, self._signer)
+            resealed.append(segment)
+            prev = segment.seal_hash
+        self.head = dataclasses.replace(
+            self.head,
+            next_segment_seq=resealed[-1].seal.segment_seq + 1,
+            prev_seal_hash=resealed[-1].seal_hash,
+        )
+        return resealed
+
+
+@dataclass(frozen=True)
+class ForeignObject:
+    """An object at one of this stream's segment keys that this writer did not
+    write: its original version is not a segment of this stream signed by the
+    writer's own or a previous key, at the key its seal names (ADR 7).
+
+    Only where it is and why it was refused: never its content.
+    """
+
+    key: str
+    version_id: str | None
+    size: int
+    reason: str
+
+
+def original_version(store: ObjectStore, key: str) -> ObjectVersion | None:
+    """The original (oldest) object version at exactly ``key``; None when there is none.
+
+    Later versions and delete markers cannot replace or hide the original
+    under Object Lock (ADR 3), so only it says what the key holds.
+
+    Raises:
+        StorageError: the listing failed.
+    """
+    original = None
+    for version in store.list_versions(key):
+        if version.key == key and not version.is_delete_marker:
+            original = version  # newest first: the last one seen is the oldest
+    return original
+
+
+def read_prefix(store: ObjectStore, version: ObjectVersion, limit: int = SEAL_FRAME_MAX) -> bytes:
+    """The first ``limit`` bytes of one object version (enough for its seal frame),
+    whatever its size.
+
+    Raises:
+        ObjectNotFoundError: the version is gone.
+        StorageError: the read failed.
+    """
+    parts: list[bytes] = []
+    size = 0
+    with store.open_object(version.key, version.version_id, max_bytes=_ANY_SIZE) as stream:
+        while size < limit and (chunk := stream.read(limit - size)):
+            parts.append(chunk)
+            size += len(chunk)
+    return b"".join(parts)
+
+
+def authenticate_own(
+    data: bytes, key: str, prefix: str, stream: str, keys: Sequence[TrustedKey]
+) -> tuple[Seal, str] | str:
+    """Check that ``data`` (a segment, or at least its seal frame) stored at ``key``
+    is a segment of ``stream`` signed by one of ``keys`` that names ``key``.
+
+    Returns the seal and its hash, or why not (for the alert).
+    """
+    try:
+        opened = open_segment(data)
+    except MalformedSegmentError as e:
+        return f"malformed_segment: {e}"
+    accepted = {k.key_id: k for k in keys}
+    try:
+        seal, _ = authenticate_seal(
+            opened.seal_bytes,
+            opened.signature,
+            accepted.get,
+            signature_canonical=opened.signature_canonical,
+            key=key,
+        )
+    except SealRejectedError as e:
+        return f"{e.kind}: {e}"
+    location = parse_segment_key(key)
+    try:
+        expected = (
+            None
+            if location is None
+            else segment_key(prefix, stream, location.segment_seq, seal.compression)
+        )
+    except ValueError:
+        expected = None
+    if seal.object_key != key or key != expected or seal.stream != stream:
+        return f"misplaced_segment: the seal names {seal.object_key!r}"
+    return seal, opened.seal_hash
+
+
+def _unknown_signer(data: bytes, key: str, stream: str) -> str | None:
+    """The key id of a well-formed seal of ``stream`` that names ``key`` (what a
+    segment signed by a rotated-away key looks like), else None."""
+    try:
+        seal = parse_seal(open_segment(data).seal_bytes, key=key)
+    except Exception:  # hostile bytes: anything unparsable is simply not such a seal
+        return None
+    return seal.key_id if seal.object_key == key and seal.stream == stream else None
+
 
 def recover_chain_head(
     store: ObjectStore,
@@ -107,45 +250,56 @@ def recover_chain_head(
     *,
     previous_keys: Sequence[TrustedKey] = (),
     store_holds_prefix: bool = True,
+    on_foreign: Callable[[ForeignObject], None] | None = None,
 ) -> tuple[ChainHead, str | None]:
-    """Find the newest segment of ``stream`` and return the head after it.
+    """Find the newest segment this writer stored for ``stream``; return the head after it.
 
-    Returns the genesis head and None when the stream has no segment yet;
-    otherwise the head and the newest segment's key. Only the newest version
-    of the highest-numbered key counts; it must be signed by ``own_key`` or,
-    after a key rotation, by one of ``previous_keys`` (the chain continues
-    across the rotation). ``store_holds_prefix`` is False for a local copy
-    whose keys start at the stream (what ``aws s3 sync`` of the prefix produces).
+    Returns the genesis head and None when the stream has no segment of this
+    writer yet; otherwise the head and that segment's key. Only the original
+    (oldest) version of each key counts: newer versions and delete markers are
+    ignored (ADR 3). Keys are tried from the highest number down; the first
+    whose original is a segment of this stream signed by ``own_key`` or, after
+    a key rotation, one of ``previous_keys``, naming that key, is the head.
+    Originals above it that fail this are foreign objects (``on_foreign`` is
+    told about each) and are skipped: the writer continues after its own
+    newest segment, and its uploader steps over occupied keys (ADR 7).
+    ``store_holds_prefix`` is False for a local copy whose keys start at the
+    stream (what ``aws s3 sync`` of the prefix produces).
 
     Raises:
-        IntegrityError: the newest segment is malformed, does not name its own
-            key, or is not signed by ``own_key`` or a previous key (another
-            writer, tampering, or a rotation without ``--previous-public-key``).
+        IntegrityError: no original is this writer's, and one is a well-formed
+            segment of this stream signed by another key: what a key rotation
+            without ``--previous-public-key`` looks like.
         StorageError: the store failed.
     """
-    newest: tuple[int, str] | None = None
     listed_prefix = prefix if store_holds_prefix else ""
+    originals: dict[str, ObjectVersion] = {}
     for version in store.list_versions(stream_prefix(listed_prefix, stream)):
         location = parse_segment_key(version.key)
         if version.is_delete_marker or location is None or location.stream != stream:
             continue
-        if newest is None or location.segment_seq > newest[0]:
-            newest = (location.segment_seq, version.key)
-    if newest is None:
-        return ChainHead(), None
-    number, key = newest
-    data = store.get(key)
-    try:
-        opened = open_segment(data)
-    except MalformedSegmentError as e:
-        raise IntegrityError(
-            f"cannot continue stream {stream!r}: newest segment {key} is malformed ({e})", key=key
-        ) from e
-    accepted = (own_key, *previous_keys)
-    message = signing_message(opened.seal_bytes)
-    signer = next((k for k in accepted if k.verify(opened.signature, message)), None)
-    if signer is None:  # nothing in the seal is trusted: its key id only names the culprit
-        found = _claimed_key_id(opened.seal_bytes)
+        originals[version.key] = version  # newest first: the last one kept is the oldest
+    ordered = sorted(
+        originals.values(),
+        key=lambda v: (_number(v.key), v.key),
+        reverse=True,
+    )
+    keys = (own_key, *previous_keys)
+    unknown: tuple[str, str] | None = None
+    for version in ordered:
+        data = read_prefix(store, version)
+        seal_key = version.key if store_holds_prefix or not prefix else f"{prefix}/{version.key}"
+        checked = authenticate_own(data, seal_key, prefix, stream, keys)
+        if not isinstance(checked, str):
+            seal, seal_hash = checked
+            return ChainHead().after(seal, seal_hash), version.key
+        if unknown is None and checked.startswith("unknown_key"):
+            signer = _unknown_signer(data, seal_key, stream)
+            unknown = (version.key, signer) if signer is not None else None
+        if on_foreign is not None:
+            on_foreign(ForeignObject(version.key, version.version_id, version.size, checked))
+    if unknown is not None:
+        key, found = unknown
         rotation_hint = (
             "; if this stream's signing key was rotated, pass the old public key with"
             " --previous-public-key"
@@ -153,34 +307,17 @@ def recover_chain_head(
             else ""
         )
         raise IntegrityError(
-            f"cannot continue stream {stream!r}: newest segment {key} is signed by key"
-            f" {found[:12]}…, not by this agent's key {own_key.key_id[:12]}…"
-            f"{' or a --previous-public-key' if previous_keys else ''} (another writer uses"
-            f" this stream id, or the segment was replaced){rotation_hint}",
+            f"cannot continue stream {stream!r}: no segment of it is signed by this agent's"
+            f" key {own_key.key_id[:12]}…{' or a --previous-public-key' if previous_keys else ''},"
+            f" and {key} is signed by {found[:12]}… (another writer uses this stream id, or"
+            f" the key was rotated){rotation_hint}",
             key=key,
             expected=own_key.key_id,
             found=found,
         )
-    try:
-        seal = parse_seal(opened.seal_bytes, key=key)
-    except MalformedSegmentError as e:
-        raise IntegrityError(
-            f"cannot continue stream {stream!r}: newest segment {key} is malformed ({e})", key=key
-        ) from e
-    if seal.key_id != signer.key_id:
-        raise IntegrityError(
-            f"newest segment {key} names key {seal.key_id[:12]}… but is signed by"
-            f" {signer.key_id[:12]}…",
-            key=key,
-            expected=signer.key_id,
-            found=seal.key_id,
-        )
-    expected_key = segment_key(prefix, stream, number, seal.compression)
-    if seal.object_key != expected_key or seal.segment_seq != number:
-        raise IntegrityError(
-            f"newest segment {key} names another key",
-            key=key,
-            expected=expected_key,
-            found=seal.object_key,
-        )
-    return ChainHead().after(seal, opened.seal_hash), key
+    return ChainHead(), None
+
+
+def _number(key: str) -> int:
+    location = parse_segment_key(key)
+    return location.segment_seq if location is not None else -1

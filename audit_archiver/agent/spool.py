@@ -8,7 +8,22 @@ Layout of the spool directory::
     head.json               the chain head after the newest segment S3 confirmed
     wal/<first seq>.wal     accepted events, one record per commit of a request
                             (see :func:`_encode_record`)
+    wal/u<n>.wal            events accepted before the chain head was known
+                            (unnumbered records; see "Unnumbered events")
     sealed/<segment>.seg    sealed segments, exactly the bytes to upload
+    sealed.new/, reseal.json, sealed.old/
+                            only while sealed segments are re-sealed under new
+                            numbers (see :meth:`Spool.replace_sealed`)
+
+Unnumbered events: a new spool (no ``head.json``) whose agent cannot read the
+stream's head from the bucket still acknowledges events: they are fsync'd as
+*unnumbered* records in ``wal/u<n>.wal``. :meth:`Spool.initialize_head`
+numbers them once the head is known: it writes them, numbered from the head's
+``next_seq`` and with ``received_at`` raised to the head's floor, as one
+numbered WAL file (atomically), then records ``head.json`` (the commit point),
+then deletes the ``u`` files. Recovery undoes a numbering that has no
+``head.json`` yet and finishes one that has, so a crash at any point neither
+loses nor renumbers an acknowledged event.
 
 Invariants:
 
@@ -16,6 +31,12 @@ Invariants:
 - The spool is the one place that numbers events: :meth:`Spool.append` gives
   each group the next seqs (the WAL's end is the only "next seq" counter; the
   chain head's ``next_seq`` follows from the seals, a batch's first seq from its runs).
+- A WAL file is named after the seq of its first record and is created
+  exclusively; recovery deletes a numbered file that holds no record (killed
+  between creating it and writing to it). So no name is ever listed twice: the
+  trim drops a file once the next file's first seq is sealed, and a file
+  listed twice would be dropped while its own events still wait (the
+  crash-loop loss of issue 10).
 - WAL records hold gap-free runs of seq numbers in order, continuing ``head.json``.
   A record is a run (:class:`~audit_archiver.core.line.EventRun`): first seq,
   count, ``received_at`` and the encoded events; the sealed lines' header is
@@ -23,6 +44,10 @@ Invariants:
 - A sealed segment is written to a temporary file, fsync'd and renamed into
   place (and the directory fsync'd) before the WAL records it covers are dropped;
   it is deleted only after ``head.json`` records that S3 holds it.
+- Re-sealing (a foreign object took the next key, ADR 7) writes the new set of
+  sealed segments to ``sealed.new/``, then ``reseal.json`` (the commit point),
+  then swaps the directories; recovery finishes a committed swap and drops an
+  uncommitted one, so the spool holds either the old set or the new one.
 - So after a crash at any point, every acknowledged event is in exactly one of:
   the WAL (not sealed yet), a sealed file (not confirmed yet) or S3; and
   re-running the pipeline from the spool seals and uploads each exactly once
@@ -36,6 +61,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import zlib
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,6 +82,7 @@ __all__ = ["SealedFile", "Spool", "SpoolIdentity", "SpoolState", "describe"]
 log = logging.getLogger(__name__)
 
 _SEQ_WIDTH = 12
+_UNNUMBERED = -1  # first_seq of a run read from an unnumbered record (never leaves the spool)
 _SEAL_FRAME_MAX = MAX_SEAL_BLOCK + 64  # a seal frame: the seal block and a few header bytes
 
 
@@ -95,6 +122,9 @@ class SpoolState:
     uploaded_head: ChainHead | None
     sealed: list[SealedFile] = field(default_factory=list)
     pending: list[EventRun] = field(default_factory=list)
+    unnumbered_events: int = 0
+    """Events acknowledged before the head was known, numbered by
+    :meth:`Spool.initialize_head` (only while ``uploaded_head`` is None)."""
 
     @property
     def sealing_head(self) -> ChainHead | None:
@@ -107,9 +137,11 @@ class SpoolState:
 
 def _encode_record(run: EventRun) -> list[bytes]:
     """A WAL record: ``<header crc> R <first seq> <count> <received_at> <size> <data crc>\\n``
-    then the run's data (``size`` bytes); both CRC-32s in 8 hex digits."""
-    header = b"R %d %d %s %d %08x" % (
-        run.first_seq,
+    then the run's data (``size`` bytes); both CRC-32s in 8 hex digits. An
+    unnumbered run (``first_seq`` -1) is ``U -`` instead of ``R <first seq>``."""
+    kind_and_seq = b"U -" if run.first_seq == _UNNUMBERED else b"R %d" % run.first_seq
+    header = b"%s %d %s %d %08x" % (
+        kind_and_seq,
         run.event_count,
         run.received_at.encode(),
         len(run.data),
@@ -159,10 +191,16 @@ def _decode_record_header(line: bytes) -> tuple[int, int, str, int, int] | None:
     """``(first_seq, count, received_at, size, data_crc)``, or None when not a valid header."""
     fields = line.split(b" ")
     try:
-        if len(fields) != 7 or fields[1] != b"R" or int(fields[0], 16) != zlib.crc32(line[9:]):
+        if len(fields) != 7 or int(fields[0], 16) != zlib.crc32(line[9:]):
+            return None
+        if fields[1] == b"U" and fields[2] == b"-":
+            first_seq = _UNNUMBERED
+        elif fields[1] == b"R":
+            first_seq = int(fields[2])
+        else:
             return None
         return (
-            int(fields[2]),
+            first_seq,
             int(fields[3]),
             fields[4].decode("ascii"),
             int(fields[5]),
@@ -184,10 +222,16 @@ class Spool:
         self._lock_handle: BinaryIO | None = None
         self._wal: BinaryIO | None = None
         self._wal_files: list[tuple[int, Path]] = []
+        self._unnumbered_files: list[Path] = []
+        self._unnumbered: list[EventRun] = []
         self._uploaded_head: ChainHead | None = None
+        self._head_known = False
         self._next_seq = 0
+        self._sealed_through = 0
+        self._received_floor = ""
         self._wal_bytes = 0
         self._sealed_bytes = 0
+        self._sealed_count = 0
 
     # -- opening and recovery -------------------------------------------------
 
@@ -224,9 +268,17 @@ class Spool:
 
     def _recover(self, identity: SpoolIdentity, previous_key_ids: Collection[str]) -> SpoolState:
         self._check_identity(identity, previous_key_ids)
+        self._recover_reseal()
         self._uploaded_head = self._read_head()
+        self._head_known = self._uploaded_head is not None
         state = SpoolState(self._uploaded_head, self._read_sealed())
         sealing = state.sealing_head
+        self._unnumbered = self._read_unnumbered()
+        if not self._head_known:
+            self._drop_uncommitted_numbering()
+        elif self._unnumbered_files:
+            self._finish_numbering()
+        state.unnumbered_events = sum(run.event_count for run in self._unnumbered)
         state.pending = self._read_wal(sealing.next_seq if sealing else 0)
         if state.pending and sealing is None:
             raise StorageError(f"spool {self.root} holds events but no chain head (corrupt)")
@@ -239,7 +291,54 @@ class Spool:
             self._next_seq = state.pending[-1].next_seq
         else:
             self._next_seq = sealing.next_seq if sealing else 0
+        self._sealed_through = sealing.next_seq if sealing else 0
+        if self._unnumbered:
+            self._received_floor = self._unnumbered[-1].received_at
+        elif state.pending:
+            self._received_floor = state.pending[-1].received_at
+        else:
+            self._received_floor = (sealing.received_at_floor if sealing else None) or ""
         return state
+
+    def _read_unnumbered(self) -> list[EventRun]:
+        """The unnumbered runs (``wal/u<n>.wal``), in the order they were acknowledged."""
+        runs: list[EventRun] = []
+        for path in sorted(self._wal_dir.glob("u*.wal")):
+            self._unnumbered_files.append(path)
+            found: list[EventRun] = []
+            self._wal_bytes += self._read_wal_file(path, 0, found, unnumbered=True)
+            runs += found
+        return runs
+
+    def _drop_uncommitted_numbering(self) -> None:
+        """Without ``head.json`` no numbered WAL file is committed: one can only be
+        the copy :meth:`initialize_head` wrote before a crash. The ``u`` files
+        still hold those events; drop the copy."""
+        for path in self._wal_dir.glob("[0-9]*.wal"):
+            log.warning("dropping an uncommitted numbering of the WAL", extra={"path": str(path)})
+            path.unlink()
+        fsync_directory(self._wal_dir)
+
+    def _finish_numbering(self) -> None:
+        """``head.json`` is recorded, so the numbered copy of the ``u`` files is
+        complete (it was renamed into place first): delete the ``u`` files."""
+        head = self._uploaded_head
+        assert head is not None
+        if self._unnumbered and not (self._wal_dir / self._wal_name(head.next_seq)).exists():
+            raise StorageError(
+                f"spool {self.root} is corrupt: unnumbered events but no numbered WAL at"
+                f" seq {head.next_seq}"
+            )
+        self._delete_unnumbered_files()
+
+    def _delete_unnumbered_files(self) -> None:
+        for path in self._unnumbered_files:
+            self._wal_bytes -= path.stat().st_size
+            path.unlink()
+        if self._unnumbered_files:
+            fsync_directory(self._wal_dir)
+        self._unnumbered_files = []
+        self._unnumbered = []
 
     def _check_identity(self, identity: SpoolIdentity, previous_key_ids: Collection[str]) -> None:
         path = self.root / "meta.json"
@@ -306,17 +405,35 @@ class Spool:
                 raise StorageError(f"sealed segment {path} is corrupt: {e}") from e
             found.append(SealedFile(seal, opened.seal_hash, size))
             self._sealed_bytes += size
+            self._sealed_count += 1
         for previous, current in itertools.pairwise(found):
             if current.segment_seq != previous.segment_seq + 1:
                 raise StorageError(f"sealed segments in {self._sealed_dir} have a gap")
         return found
 
     def _read_wal(self, sealed_through: int) -> list[EventRun]:
+        """The runs not sealed yet, from the numbered WAL files.
+
+        A file that holds no complete record (created, then killed before its
+        first record was written, or holding only a torn one: nothing in it
+        was acknowledged) is deleted: the next append creates a file of the
+        same name (the next seq), and one name must never be two entries of
+        the WAL (trimming the first would delete the second's events).
+        """
         pending: list[EventRun] = []
-        for path in sorted(self._wal_dir.glob("*.wal")):
+        emptied = False
+        for path in sorted(self._wal_dir.glob("[0-9]*.wal")):
             first = int(path.stem)
+            size = self._read_wal_file(path, sealed_through, pending)
+            if size == 0:
+                log.info("dropping a WAL file that holds no record", extra={"path": str(path)})
+                path.unlink()
+                emptied = True
+                continue
             self._wal_files.append((first, path))
-            self._wal_bytes += self._read_wal_file(path, sealed_through, pending)
+            self._wal_bytes += size
+        if emptied:
+            fsync_directory(self._wal_dir)
         for previous, current in itertools.pairwise(pending):
             if current.first_seq != previous.next_seq:
                 raise StorageError(
@@ -325,7 +442,9 @@ class Spool:
                 )
         return pending
 
-    def _read_wal_file(self, path: Path, sealed_through: int, out: list[EventRun]) -> int:
+    def _read_wal_file(
+        self, path: Path, sealed_through: int, out: list[EventRun], *, unnumbered: bool = False
+    ) -> int:
         data = path.read_bytes()
         offset = 0
         while offset < len(data):
@@ -342,7 +461,14 @@ class Spool:
                     handle.truncate(offset)
                     os.fsync(handle.fileno())
                 return offset
-            if run.next_seq > sealed_through:
+            if (run.first_seq == _UNNUMBERED) != unnumbered:
+                raise StorageError(
+                    f"WAL {path} is corrupt at byte {offset}: a"
+                    f"{' numbered' if unnumbered else 'n unnumbered'} record"
+                )
+            if unnumbered:
+                out.append(run)
+            elif run.next_seq > sealed_through:
                 if run.first_seq < sealed_through:
                     run = run.split(sealed_through - run.first_seq)[1]
                 out.append(run)
@@ -353,24 +479,73 @@ class Spool:
 
     @property
     def next_seq(self) -> int:
-        """The seq the next appended event gets."""
+        """The seq the next appended event gets (once the head is known)."""
         return self._next_seq
+
+    @property
+    def head_known(self) -> bool:
+        """True once the chain head is recorded (events are numbered as they come)."""
+        return self._head_known
+
+    def unconfirmed(self) -> tuple[int, int]:
+        """``(sealed segments, events not sealed yet)`` the spool holds: what S3
+        has not confirmed (unnumbered events included)."""
+        with self._lock:
+            unsealed = self._next_seq - self._sealed_through if self._head_known else 0
+            unsealed += sum(run.event_count for run in self._unnumbered)
+            return self._sealed_count, unsealed
 
     def used_bytes(self) -> int:
         """Bytes the spool holds (WAL and sealed segments)."""
         return self._wal_bytes + self._sealed_bytes
 
-    def initialize_head(self, head: ChainHead) -> None:
-        """Record where a new spool's chain starts (genesis, or the bucket's head).
+    def initialize_head(self, head: ChainHead) -> list[EventRun]:
+        """Record where a new spool's chain starts (genesis, or the bucket's head)
+        and number the events acknowledged before it was known; return them.
+
+        The unnumbered runs get seqs from ``head.next_seq`` on, in the order
+        they were acknowledged, and ``received_at`` no lower than the head's
+        floor (nor than the run before). They are written as one numbered WAL
+        file, then ``head.json`` commits the numbering, then the unnumbered
+        files go; a crash in between is finished or undone by recovery.
 
         Raises:
-            StorageError: the spool already has events or a head, or cannot be written.
+            StorageError: the spool already has a head, or cannot be written.
         """
         with self._lock:
-            if self._wal_files or (self.root / "head.json").exists():
+            if self._head_known or (self.root / "head.json").exists():
                 raise StorageError(f"spool {self.root} already has a chain head")
+            runs: list[EventRun] = []
+            seq = head.next_seq
+            floor = head.received_at_floor or ""
+            for run in self._unnumbered:
+                floor = max(floor, run.received_at)
+                runs.append(EventRun(seq, floor, run.event_count, run.data))
+                seq += run.event_count
+            if self._wal is not None:
+                self._wal.close()
+                self._wal = None
+            if runs:
+                path = self._wal_dir / self._wal_name(head.next_seq)
+                data = b"".join(part for run in runs for part in _encode_record(run))
+                try:
+                    write_atomically(path, data)
+                except OSError as e:
+                    raise StorageError(f"cannot number the spool's events: {e.strerror}") from e
+                self._wal_files.append((head.next_seq, path))
+                self._wal_bytes += len(data)
+            failpoints.hit("numbered-before-head")
             self.record_head(head)
-            self._next_seq = head.next_seq
+            self._head_known = True
+            failpoints.hit("numbered-after-head")
+            try:
+                self._delete_unnumbered_files()
+            except OSError as e:
+                raise StorageError(f"cannot delete numbered WAL files: {e.strerror}") from e
+            self._next_seq = seq
+            self._sealed_through = head.next_seq
+            self._received_floor = floor
+            return runs
 
     def record_head(self, head: ChainHead) -> None:
         """Durably record the chain head after the newest segment S3 holds.
@@ -384,22 +559,30 @@ class Spool:
             raise StorageError(f"cannot write chain head in {self.root}: {e.strerror}") from e
         self._uploaded_head = head
 
-    def append(self, groups: Sequence[EncodedEvents], received_at: str) -> list[EventRun]:
+    def append(self, groups: Sequence[EncodedEvents], received_at: str) -> list[EventRun] | None:
         """Number each group of events (the next seqs, in order), append them to
         the WAL as one run each and fsync once; return the runs.
 
+        ``received_at`` is raised to the previous run's (or the head's floor),
+        so it never goes backwards. While the chain head is not known yet the
+        groups are appended unnumbered and None is returned: the spool holds
+        them until :meth:`initialize_head` numbers them.
+
         Raises:
             ValueError: a group holds no event.
-            StorageError: the write or fsync failed (nothing is numbered).
+            StorageError: the write or fsync failed (nothing is acknowledged).
         """
         with self._lock:
+            numbered = self._head_known
+            received_at = max(received_at, self._received_floor)
             runs: list[EventRun] = []
-            seq = self._next_seq
+            seq = self._next_seq if numbered else _UNNUMBERED
             for events in groups:
                 if events.event_count <= 0:
                     raise ValueError("a WAL record needs at least one event")
                 runs.append(EventRun(seq, received_at, events.event_count, events.data))
-                seq += events.event_count
+                if numbered:
+                    seq += events.event_count
             parts = [part for run in runs for part in _encode_record(run)]
             handle = self._current_wal()
             start = handle.tell()
@@ -411,10 +594,14 @@ class Spool:
                 self._undo_partial_write(handle, start)
                 raise StorageError(f"cannot write the spool WAL: {e.strerror}") from e
             self._wal_bytes += handle.tell() - start
-            self._next_seq = seq
+            self._received_floor = received_at
             if handle.tell() >= self._wal_file_bytes:
                 handle.close()
                 self._wal = None
+            if not numbered:
+                self._unnumbered += runs
+                return None
+            self._next_seq = seq
             return runs
 
     def _undo_partial_write(self, handle: BinaryIO, start: int) -> None:
@@ -425,12 +612,35 @@ class Spool:
             handle.close()
             self._wal = None
 
+    @staticmethod
+    def _wal_name(first_seq: int) -> str:
+        return f"{first_seq:0{_SEQ_WIDTH}d}.wal"
+
     def _current_wal(self) -> BinaryIO:
+        """The open WAL file, creating the next one (named after the next seq,
+        or ``u<n>`` while the head is unknown) when there is none.
+
+        Raises:
+            StorageError: the next file's name is taken (recovery deletes
+                empty WAL files, so a taken name means a corrupt spool).
+        """
         if self._wal is None:
-            path = self._wal_dir / f"{self._next_seq:0{_SEQ_WIDTH}d}.wal"
-            self._wal = open(path, "ab")  # noqa: SIM115
-            self._wal_files.append((self._next_seq, path))
+            if self._head_known:
+                path = self._wal_dir / self._wal_name(self._next_seq)
+            else:
+                path = self._wal_dir / f"u{len(self._unnumbered_files):0{_SEQ_WIDTH}d}.wal"
+            try:
+                self._wal = open(path, "xb")  # noqa: SIM115
+            except FileExistsError as e:
+                raise StorageError(f"spool {self.root} is corrupt: {path} already exists") from e
+            except OSError as e:
+                raise StorageError(f"cannot create WAL file {path}: {e.strerror}") from e
+            if self._head_known:
+                self._wal_files.append((self._next_seq, path))
+            else:
+                self._unnumbered_files.append(path)
             fsync_directory(self._wal_dir)
+            failpoints.hit("wal-opened")
         return self._wal
 
     # -- sealed segments ------------------------------------------------------
@@ -453,8 +663,67 @@ class Spool:
         failpoints.hit("after-seal")
         with self._lock:
             self._sealed_bytes += len(segment.data)
+            self._sealed_count += 1
+            self._sealed_through = seal.next_seq
             self._trim_wal(seal.next_seq)
         return SealedFile(seal, segment.seal_hash, len(segment.data))
+
+    def replace_sealed(self, segments: Sequence[SealedSegment]) -> list[SealedFile]:
+        """Replace every sealed segment in the spool with ``segments`` (the same
+        bodies re-sealed under new numbers, ADR 7), crash-safely.
+
+        The new set is written to ``sealed.new/``, then ``reseal.json`` commits
+        it, then the directories are swapped; recovery finishes a committed swap
+        and drops an uncommitted one. The caller keeps the batcher from storing
+        a segment meanwhile.
+
+        Raises:
+            StorageError: the spool cannot be written (the old set stays).
+        """
+        staging = self.root / "sealed.new"
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            for segment in segments:
+                name = self._sealed_path(segment.seal.segment_seq).name
+                write_atomically(staging / name, segment.data)
+            fsync_directory(self.root)
+            failpoints.hit("reseal-staged")
+            write_atomically(self.root / "reseal.json", json.dumps(len(segments)).encode())
+        except OSError as e:
+            raise StorageError(f"cannot re-seal segments in {self.root}: {e.strerror}") from e
+        failpoints.hit("reseal-committed")
+        self._recover_reseal()
+        with self._lock:
+            self._sealed_bytes = sum(len(segment.data) for segment in segments)
+            self._sealed_count = len(segments)
+        return [SealedFile(s.seal, s.seal_hash, len(s.data)) for s in segments]
+
+    def _recover_reseal(self) -> None:
+        """Finish a committed re-seal (``reseal.json`` exists) or drop an uncommitted one.
+
+        Raises:
+            StorageError: the directories cannot be renamed or removed.
+        """
+        staging, old = self.root / "sealed.new", self.root / "sealed.old"
+        marker = self.root / "reseal.json"
+        try:
+            if not marker.exists():
+                for leftover in (staging, old):
+                    shutil.rmtree(leftover, ignore_errors=True)
+                return
+            if staging.exists():
+                if self._sealed_dir.exists():
+                    shutil.rmtree(old, ignore_errors=True)
+                    self._sealed_dir.rename(old)
+                staging.rename(self._sealed_dir)
+                fsync_directory(self.root)
+            failpoints.hit("reseal-swapped")
+            shutil.rmtree(old, ignore_errors=True)
+            marker.unlink()
+            fsync_directory(self.root)
+        except OSError as e:
+            raise StorageError(f"cannot finish re-sealing in {self.root}: {e.strerror}") from e
 
     def _trim_wal(self, sealed_through: int) -> None:
         keep: list[tuple[int, Path]] = []
@@ -502,6 +771,7 @@ class Spool:
             raise StorageError(f"cannot delete uploaded segment {path}: {e.strerror}") from e
         with self._lock:
             self._sealed_bytes -= sealed.size
+            self._sealed_count -= 1
 
     def close(self) -> None:
         """Close the WAL and release the spool lock."""
@@ -519,6 +789,7 @@ def describe(state: SpoolState) -> dict[str, Any]:
     head = state.sealing_head
     return {
         "pending_events": sum(run.event_count for run in state.pending),
+        "unnumbered_events": state.unnumbered_events,
         "sealed_segments": len(state.sealed),
         "next_segment": head.next_segment_seq if head else None,
         "next_seq": head.next_seq if head else None,

@@ -3,12 +3,24 @@ and segment bodies prepared (header splice, Merkle root, compression), on every 
 
 Kept apart from the rest of the agent so that a worker imports only what its
 tasks need (the pure core), not the HTTP server or the S3 client.
+
+Memory: the agent and each worker tune glibc's allocator (:func:`tune_malloc`)
+before they handle a body. Request bodies and segment bodies are blocks of
+megabytes; glibc's default raises its mmap threshold after the first such
+block is freed (up to 32 MiB), so later ones come from the heap and stay
+resident after they are freed, and every thread may get an arena of its own
+(8 per core). With the threshold fixed at 256 KiB and at most two arenas, a
+freed body goes back to the system at once: measured with
+``tests/integration/test_agent_body.py``, the peak of the agent's process
+tree under worst-case bodies fell from 577 to 424 MiB with this alone.
+``MALLOC_ARENA_MAX`` / ``MALLOC_MMAP_THRESHOLD_`` in the environment win.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -24,16 +36,41 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["WorkerPool", "start_worker_pool"]
+__all__ = ["WorkerPool", "start_worker_pool", "tune_malloc"]
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+_M_MMAP_THRESHOLD = -3  # mallopt parameters (glibc's malloc.h)
+_M_ARENA_MAX = -8
+MMAP_THRESHOLD = 256 << 10
+"""Allocations of this size or more are mmapped, so freeing them returns the memory."""
+ARENA_MAX = 2
+"""glibc malloc arenas at most (the default is 8 per core, one per thread that needs one)."""
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when the agent dies, even by SIGKILL."""
+def tune_malloc() -> bool:
+    """Fix glibc's mmap threshold and cap its arenas in this process (see the
+    module docstring); False where there is no glibc ``mallopt`` (musl, macOS).
+
+    Settings already given in the environment are left as they are.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        mallopt(_M_ARENA_MAX, ARENA_MAX)
+    return True
+
+
+def _init_worker() -> None:
+    """Ask Linux to SIGKILL this worker when the agent dies, even by SIGKILL;
+    tune the allocator like the agent's."""
+    tune_malloc()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -66,7 +103,7 @@ class WorkerPool(Executor):
 
     def __init__(self, workers: int) -> None:
         self._processes = ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker
         )
         self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
         self._broken = threading.Event()
@@ -110,11 +147,13 @@ class WorkerPool(Executor):
 
 
 def start_worker_pool(workers: int) -> WorkerPool | None:
-    """Start ``workers`` processes (None for none) and wait until each has started.
+    """Tune this process's allocator (:func:`tune_malloc`), then start
+    ``workers`` processes (None for none) and wait until each has started.
 
     All are started now, not on demand under load: a worker starting up in
     the middle of a burst costs the burst its import time.
     """
+    tune_malloc()
     if workers <= 0:
         return None
     pool = WorkerPool(workers)

@@ -18,11 +18,16 @@ Invariants this driver keeps:
 - ``open_object`` refuses an object whose ``ContentLength`` is over the
   caller's limit before reading any of its body, and stops reading when more
   bytes than the limit arrive (the header could lie).
-- Every botocore exception is wrapped here, at the boundary:
-  :class:`~audit_archiver.errors.StorageUnavailableError` when S3 could not be
-  reached or asked us to come back later (retrying may help),
-  :class:`~audit_archiver.errors.StorageError` when it refused. Messages name
-  the operation, bucket, key and S3 error code, never object contents.
+- Every botocore and urllib3 exception is wrapped here, at the boundary, by
+  what to do about it: :class:`~audit_archiver.errors.StorageUnavailableError`
+  when S3 could not be reached, timed out, broke the connection, answered 5xx
+  or asked us to slow down (retrying may help);
+  :class:`~audit_archiver.errors.StoragePermanentError` when it refused
+  (AccessDenied, NoSuchBucket, wrong region with the bucket's region named,
+  InvalidAccessKeyId, SignatureDoesNotMatch, an SSE-KMS key disabled or not
+  found, no credentials, a certificate that does not verify): only an
+  operator can fix those. Messages name the operation, bucket, key and S3
+  error code, never object contents.
 
 Version listings: S3 returns versions and delete markers interleaved, newest
 first per key, but botocore parses them into two lists and ``LastModified`` has
@@ -55,8 +60,10 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     IncompleteReadError,
     ProxyConnectionError,
 )
+from urllib3.exceptions import DecodeError as URLLib3DecodeError
 from urllib3.exceptions import HTTPError as URLLib3HTTPError
 from urllib3.exceptions import ProtocolError as URLLib3ProtocolError
+from urllib3.exceptions import SSLError as URLLib3SSLError
 
 from audit_archiver import __version__
 from audit_archiver.errors import (
@@ -65,6 +72,7 @@ from audit_archiver.errors import (
     ObjectNotFoundError,
     ObjectTooLargeError,
     StorageError,
+    StoragePermanentError,
     StorageUnavailableError,
     TransportChecksumError,
 )
@@ -72,11 +80,18 @@ from audit_archiver.storage.base import BucketSettings, ObjectInfo, ObjectVersio
 
 __all__ = ["BucketSettings", "S3Store"]
 
-CONNECT_TIMEOUT_SECONDS = 5.0
+#: Seconds to wait for a TCP connection (a black-holed endpoint costs this per try).
+CONNECT_TIMEOUT_SECONDS = 3.0
+#: Seconds any one socket read or write may stall (a stalled answer costs this per try).
 READ_TIMEOUT_SECONDS = 10.0
 MAX_POOL_CONNECTIONS = 64
-#: botocore's own attempts per request (the agent runs its own retry loop on top).
-MAX_ATTEMPTS = 2
+#: botocore's tries per request in total, the first included (botocore's
+#: ``total_max_attempts``; its ``max_attempts`` counts retries only, so the old
+#: ``max_attempts: 2`` made 3 tries). The agent runs its own retry loop on top,
+#: so one upload attempt against a black hole costs at most
+#: 2 x 3 s + botocore's backoff (under 1 s), and against an endpoint that
+#: accepts but never answers at most 2 x (3 s + 10 s) + 1 s = 27 s.
+TOTAL_MAX_ATTEMPTS = 2
 
 _EXISTS_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
@@ -145,17 +160,22 @@ class S3Store:
         region: str | None = None,
         endpoint_url: str | None = None,
         page_size: int | None = None,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
     ) -> S3Store:
         """Build a client (credentials found the usual boto3 way) and a store on ``bucket``.
 
         No request is sent: a wrong bucket or missing credentials show on first use.
+        ``read_timeout`` bounds each socket read (the agent's ``--s3-read-timeout``).
 
         Raises:
             ConfigurationError: the region or endpoint URL is unusable.
         """
         try:
             client = boto3.client(
-                "s3", region_name=region, endpoint_url=endpoint_url, config=_client_config()
+                "s3",
+                region_name=region,
+                endpoint_url=endpoint_url,
+                config=_client_config(read_timeout),
             )
         except (BotoCoreError, ValueError) as e:
             raise ConfigurationError(f"cannot set up an S3 client for bucket {bucket}: {e}") from e
@@ -460,15 +480,19 @@ class S3Store:
         if isinstance(error, ClientError):
             code, status = _code(error), _status(error)
             message = error.response.get("Error", {}).get("Message") or "no message"
-            detail = f"{code or 'error'} (HTTP {status}): {message}"
+            detail = f"{code or 'error'} (HTTP {status}): {message}{_region_hint(error)}"
             if _is_transient(code, status):
                 return StorageUnavailableError(f"S3 {operation} {where} unavailable: {detail}")
-            return StorageError(f"S3 {operation} {where} refused: {detail}")
+            return StoragePermanentError(f"S3 {operation} {where} refused: {detail}")
         if isinstance(error, _TRANSIENT_BOTO_ERRORS):
             return StorageUnavailableError(
                 f"S3 {operation} {where} unavailable: {type(error).__name__}: {error}"
             )
-        return StorageError(f"S3 {operation} {where} failed: {type(error).__name__}: {error}")
+        # No credentials, a certificate that does not verify, a bad parameter:
+        # retrying the same request cannot help until someone fixes the setup.
+        return StoragePermanentError(
+            f"S3 {operation} {where} failed: {type(error).__name__}: {error}"
+        )
 
 
 class _S3ObjectStream:
@@ -547,10 +571,16 @@ class _S3ObjectStream:
                 f"S3 GetObject {self._store._where(self._key, self._version_id)} unavailable: "
                 f"{type(e).__name__}: {e}"
             ) from e
-        except URLLib3HTTPError as e:
+        except (URLLib3SSLError, URLLib3DecodeError) as e:  # a bad certificate or encoding
             self.close()
-            raise StorageError(
+            raise StoragePermanentError(
                 f"S3 GetObject {self._store._where(self._key, self._version_id)} failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        except URLLib3HTTPError as e:  # timeouts, resets, a broken pool: retrying may help
+            self.close()
+            raise StorageUnavailableError(
+                f"S3 GetObject {self._store._where(self._key, self._version_id)} unavailable: "
                 f"{type(e).__name__}: {e}"
             ) from e
         return chunk
@@ -573,18 +603,18 @@ class _S3ObjectStream:
         self.close()
 
 
-def _client_config() -> Config:
+def _client_config(read_timeout: float = READ_TIMEOUT_SECONDS) -> Config:
     """The botocore configuration every S3 client of this package uses.
 
-    Short timeouts and few botocore retries (callers retry on their own), a
+    Short timeouts and one botocore retry (callers retry on their own), a
     connection pool for parallel uploads and downloads, no default request
     checksums (``put_new`` sends its own SHA-256) and response checksum
     validation whenever S3 returns one.
     """
     return Config(
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
-        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        read_timeout=read_timeout,
+        retries={"total_max_attempts": TOTAL_MAX_ATTEMPTS, "mode": "standard"},
         max_pool_connections=MAX_POOL_CONNECTIONS,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_supported",
@@ -635,6 +665,18 @@ def _status(error: ClientError) -> int:
 
 def _is_transient(code: str, status: int) -> bool:
     return code in _TRANSIENT_CODES or status >= 500 or status == 429
+
+
+def _region_hint(error: ClientError) -> str:
+    """Where S3 says the bucket lives, for a wrong-region refusal (``PermanentRedirect``,
+    ``AuthorizationHeaderMalformed``, ``IllegalLocationConstraintException``)."""
+    details = error.response.get("Error", {})
+    headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    region = details.get("Region") or headers.get("x-amz-bucket-region")
+    if region:
+        return f" (the bucket is in region {region}; set --region {region})"
+    endpoint = details.get("Endpoint")
+    return f" (S3 names endpoint {endpoint}; check --region)" if endpoint else ""
 
 
 def _record_entry_order(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:

@@ -81,6 +81,7 @@ class StreamChain:
         self._expected_segment = head.next_segment_seq if head is not None else first_segment
         self._floor = head or ChainHead()
         self._after_hole = False
+        self._hole_at: tuple[int, str] | None = None
         self.head_result: SegmentResult | None = None
         self.key_ranges: list[KeyRange] = []
         self._segments = 0
@@ -105,12 +106,24 @@ class StreamChain:
         """Check ``result`` against the segment before it and record it."""
         number = result.segment_seq
         if number < self._expected_segment:
+            hole = self._hole_at
+            if hole is None or hole[0] != number or result.seal is None:
+                self._problem(
+                    "duplicate_segment",
+                    result.key,
+                    f"segment {number} of this stream appears more than once",
+                )
+                return
+            # An authenticated segment beside an unauthenticated object of the same number
+            # (another extension): this one is the segment, the other the duplicate.
             self._problem(
                 "duplicate_segment",
-                result.key,
-                f"segment {number} of this stream appears more than once",
+                hole[1],
+                f"segment {number} of this stream appears more than once; {result.key} is"
+                " the authenticated one",
             )
-            return
+            self._expected_segment = number
+            self._segments -= 1
         if number > self._expected_segment:
             self._problem(
                 "sequence_gap",
@@ -125,7 +138,9 @@ class StreamChain:
         seal = result.seal
         if seal is None or result.seal_hash is None:
             self._after_hole = True
+            self._hole_at = (number, result.key)
             return
+        self._hole_at = None
         self._events += result.events
         head = self._head
         if head is not None and (

@@ -288,3 +288,57 @@ def retry_until_ok(agent: AgentProcess, body: bytes, timeout: float = 30) -> Any
         assert status == 503, (status, answer)
         assert time.monotonic() < deadline, "still 503"
         time.sleep(0.05)
+
+
+def metric_value(agent: AgentProcess, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples on the agent's /metrics whose labels include ``labels``."""
+    status, text = agent.get("/metrics")
+    assert status == 200
+    total = 0.0
+    for line in text.decode().splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        series, _, value = line.rpartition(" ")
+        metric, _, label_text = series.partition("{")
+        if metric != name:
+            continue
+        found = dict(
+            part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part
+        )
+        if all(found.get(key) == f'"{want}"' for key, want in labels.items()):
+            total += float(value)
+    return total
+
+
+def _child_pids(pid: int) -> list[int]:
+    children: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children
+
+
+def peak_rss_bytes(pid: int, *, children: bool = False) -> int:
+    """Peak resident memory (VmHWM) of ``pid``, plus every descendant's with ``children``.
+
+    Summing per-process peaks over-states a simultaneous peak: a safe upper bound.
+    """
+    pids, total = [pid], 0
+    while pids:
+        current = pids.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) * 1024
+        if children:
+            pids += _child_pids(current)
+    return total

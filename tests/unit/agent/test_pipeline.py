@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from audit_archiver.agent.pipeline import Agent
+from audit_archiver.agent.sealer import StreamSealer
 from audit_archiver.agent.uploader import Backoff
 from audit_archiver.config import AgentSettings, BatchLimits
+from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.event import encode_event
 from audit_archiver.core.line import EncodedEvents
 from audit_archiver.core.segment import decompress_body, open_segment
@@ -51,7 +53,7 @@ def make_agent(
     return Agent(settings, store, signer, own_key, backoff=FAST)
 
 
-def submit(agent: Agent, first: int, count: int) -> tuple[int, int]:
+def submit(agent: Agent, first: int, count: int) -> tuple[int | None, int | None]:
     events = EncodedEvents.of([encode_event(sample_event(i)) for i in range(first, first + count)])
     accepted = agent.submit(events).result()
     return accepted.first_seq, accepted.last_seq
@@ -168,7 +170,7 @@ def test_outage_loses_nothing_and_restart_uploads(tmp_path: Path) -> None:
     submit(agent, 0, 5)
     store.down = True
     submit(agent, 5, 20)
-    assert agent.shutdown() == 0
+    assert agent.shutdown() == 3  # acknowledged segments stay in the spool
     assert store.puts <= 1
     store.down = False
     again = make_agent(tmp_path, store)
@@ -192,17 +194,26 @@ def test_fresh_spool_continues_the_stream_from_the_bucket(tmp_path: Path) -> Non
     assert verify(store) == ([], 3, 16)
 
 
-def test_not_ready_until_the_head_is_known(tmp_path: Path) -> None:
+def test_events_are_accepted_unnumbered_until_the_head_is_known(tmp_path: Path) -> None:
     store = MemoryStore(down=True)
     agent = make_agent(tmp_path, store)
     agent.start()
-    assert agent.readiness() == "chain head not known yet (bucket unreachable)"
+    assert agent.readiness() is None
+    assert any("chain head not known yet" in alert for alert in agent.alerts())
+    assert submit(agent, 0, 3) == (None, None)
+    store.down = False
+    wait_for(lambda: not agent.alerts(), what="the head")
+    assert submit(agent, 3, 1) == (3, 3)
+    assert agent.shutdown() == 0
+    assert verify(store) == ([], 2, 4)  # the numbered backlog is due at once, then 1 more
+
+
+def test_draining_refuses(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, MemoryStore())
+    agent.start()
+    assert agent.shutdown() == 0
     with pytest.raises(NotReadyError):
         submit(agent, 0, 1)
-    store.down = False
-    wait_for(lambda: agent.readiness() is None, what="readiness")
-    assert submit(agent, 0, 1) == (0, 0)
-    assert agent.shutdown() == 0
 
 
 def test_bucket_without_object_lock_is_refused(tmp_path: Path) -> None:
@@ -215,8 +226,11 @@ def test_forked_stream_stops_the_agent(tmp_path: Path) -> None:
     store = MemoryStore()
     agent = make_agent(tmp_path / "spool", store)
     agent.start()
-    # another writer takes the stream's next key after this agent read the (empty) head
-    store.put_new("audit/s1/000000000000.ndjson.zst", b"someone else's", retain_until=None)
+    # another agent with the same key takes the stream's next key after this one
+    # read the (empty) head: a true fork
+    twin = StreamSealer(prefix="audit", stream="s1", signer=fixed_signer(), head=ChainHead())
+    other = twin.seal([], "2026-01-01T00:00:00.000000Z")
+    store.put_new(other.key, other.data, retain_until=None)
     submit(agent, 0, 10)
     wait_for(agent.stopped.is_set, what="fatal stop")
     assert isinstance(agent.fatal_error, StreamForkedError)

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from audit_archiver.agent.pipeline import Agent
-from audit_archiver.agent.sealer import StreamSealer, recover_chain_head
+from audit_archiver.agent.sealer import ForeignObject, StreamSealer, recover_chain_head
 from audit_archiver.agent.uploader import Backoff
 from audit_archiver.config import AgentSettings, BatchLimits
 from audit_archiver.core.chain import ChainHead, link_faults
@@ -66,7 +66,7 @@ def make_agent(
     return Agent(settings, store, signer, own, previous_keys=previous, clock=clock, backoff=FAST)
 
 
-def submit(agent: Agent, first: int, count: int) -> tuple[int, int]:
+def submit(agent: Agent, first: int, count: int) -> tuple[int | None, int | None]:
     events = EncodedEvents.of(
         [
             encode_event({"actor": f"u{i}", "action": "read", "resource": f"doc/{i}"})
@@ -107,7 +107,7 @@ def test_rotation_on_the_same_spool_continues_the_chain(tmp_path: Path) -> None:
     store.down = True
     submit(old, 10, 10)  # sealed by A but not uploaded
     submit(old, 20, 3)  # sealed by A at shutdown, not uploaded
-    assert old.shutdown() == 0
+    assert old.shutdown() == 3  # sealed segments left in the spool
     store.down = False
     with pytest.raises(
         ConfigurationError, match="pass the old public key with --previous-public-key"
@@ -176,12 +176,23 @@ def test_a_replaced_signature_is_refused_even_with_the_right_key_id(tmp_path: Pa
     forged = bytearray(segment.data)
     forged[at] = ord("A") if forged[at] != ord("A") else ord("B")  # another valid signature char
     store.put_new(segment.key, bytes(forged), retain_until=None)
-    with pytest.raises(IntegrityError):
-        recover_chain_head(store, "audit", "s1", KEY_B, previous_keys=(KEY_A,))
+    # Not this writer's segment: skipped as a foreign object (ADR 7), never the head.
+    found: list[ForeignObject] = []
+    head = recover_chain_head(
+        store, "audit", "s1", KEY_B, previous_keys=(KEY_A,), on_foreign=found.append
+    )
+    assert head == (ChainHead(), None)
+    assert [(f.key, f.reason.split(":")[0]) for f in found] == [(segment.key, "signature_invalid")]
     store.objects.clear()
     store.put_new(segment.key, b"\x00" * 100, retain_until=None)
-    with pytest.raises(IntegrityError, match="malformed"):
-        recover_chain_head(store, "audit", "s1", KEY_B, previous_keys=(KEY_A,))
+    found.clear()
+    head = recover_chain_head(
+        store, "audit", "s1", KEY_B, previous_keys=(KEY_A,), on_foreign=found.append
+    )
+    assert head == (ChainHead(), None)
+    assert [(f.key, f.reason.split(":")[0], f.size) for f in found] == [
+        (segment.key, "malformed_segment", 100)
+    ]
 
 
 @pytest.mark.parametrize("fresh_spool", [False, True])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from audit_archiver.agent.sealer import StreamSealer
-from audit_archiver.agent.spool import Spool, SpoolIdentity, _encode_record
+from audit_archiver.agent.spool import Spool, SpoolIdentity, SpoolState, _encode_record
 from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.event import encode_event
 from audit_archiver.core.line import EncodedEvents, EventRun
@@ -31,7 +31,7 @@ def _append(spool: Spool, *runs: EventRun) -> None:
         assert spool.append([encoded], run.received_at) == [run]
 
 
-def _open(root: Path) -> tuple[Spool, object]:
+def _open(root: Path) -> tuple[Spool, SpoolState]:
     spool = Spool(root, wal_file_bytes=2048)
     return spool, spool.open(IDENTITY)
 
@@ -245,3 +245,170 @@ def test_head_json_records_last_sealed_at(tmp_path: Path) -> None:
     spool, state = _open(tmp_path)
     spool.close()
     assert state.uploaded_head is not None and state.uploaded_head.last_sealed_at == tick(30)
+
+
+# -- events acknowledged before the head is known, and re-sealing: crash safety ------
+
+_CRASH_SCRIPT = """
+import sys
+from pathlib import Path
+from audit_archiver.agent.sealer import StreamSealer
+from audit_archiver.agent.spool import Spool, SpoolIdentity
+from audit_archiver.core.chain import ChainHead
+from audit_archiver.core.event import encode_event, seal_event
+from audit_archiver.core.line import EncodedEvents
+from tests.helpers import fixed_signer, sample_event, tick
+
+root, what = Path(sys.argv[1]), sys.argv[2]
+signer = fixed_signer()
+spool = Spool(root, wal_file_bytes=2048)
+spool.open(SpoolIdentity("s1", "audit", signer.key_id))
+if what == "number":
+    for first in (0, 3, 4, 9):
+        events = [encode_event(sample_event(i)) for i in range(first, first + 3)]
+        assert spool.append([EncodedEvents.of(events)], tick(first)) is None
+    spool.initialize_head(ChainHead(3, "ab" * 32, 50, tick(5), tick(6)))
+elif what == "seal-five":  # 5 events sealed: the WAL is trimmed, no file is open
+    spool.initialize_head(ChainHead())
+    first = EncodedEvents.of([encode_event(sample_event(i)) for i in range(5)])
+    [run] = spool.append([first], tick(0))
+    sealer = StreamSealer(prefix="audit", stream="s1", signer=signer, head=ChainHead())
+    spool.store_sealed(sealer.seal(run.sealed_lines(), tick(1)))
+elif what == "append-one":  # creates the next WAL file
+    spool.append([EncodedEvents.of([encode_event(sample_event(99))])], tick(2))
+else:
+    spool.initialize_head(ChainHead())
+    sealer = StreamSealer(prefix="audit", stream="s1", signer=signer, head=ChainHead())
+    files = []
+    for n in range(3):
+        lines = [seal_event(sample_event(i), i, tick(i)) for i in range(4 * n, 4 * n + 4)]
+        files.append(spool.store_sealed(sealer.seal(lines, tick(20 + n))))
+    with sealer.lock:
+        resealed = sealer.reseal([spool.read_sealed(f) for f in files], segment_seq=1)
+        spool.replace_sealed(resealed)
+print("finished")
+"""
+
+
+def _crash_at(tmp_path: Path, what: str, point: str | None) -> Path:
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "spool"
+    env = {**os.environ, "AUDIT_ARCHIVER_FAILPOINTS": point or ""}
+    done = subprocess.run(
+        [sys.executable, "-c", _CRASH_SCRIPT, str(root), what],
+        env=env,
+        capture_output=True,
+        cwd=Path(__file__).parents[3],
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode == -9) is (point is not None), done.stderr.decode()
+    return root
+
+
+@pytest.mark.parametrize("point", [None, "numbered-before-head", "numbered-after-head"])
+def test_numbering_after_a_crash_neither_loses_nor_renumbers(tmp_path: Path, point: str) -> None:
+    root = _crash_at(tmp_path, "number", point)
+    spool = Spool(root, wal_file_bytes=2048)
+    state = spool.open(IDENTITY)
+    head = ChainHead(3, "ab" * 32, 50, tick(5), tick(6))
+    if point == "numbered-before-head":  # not committed: still unnumbered
+        assert (state.uploaded_head, state.unnumbered_events) == (None, 12)
+        assert spool.append([EncodedEvents.of([encode_event(sample_event(99))])], tick(1)) is None
+        runs = spool.initialize_head(head)
+        expected_firsts = [0, 3, 4, 9, 99]
+    else:
+        assert (state.uploaded_head, state.unnumbered_events) == (head, 0)
+        runs = state.pending
+        expected_firsts = [0, 3, 4, 9]
+    assert not list((root / "wal").glob("u*.wal"))
+    assert [run.first_seq for run in runs] == [50 + 3 * i for i in range(len(runs))]
+    # the events, in the order they were acknowledged, each once
+    for run, first in zip(runs, expected_firsts, strict=True):
+        count = 1 if first == 99 else 3
+        encoded = [encode_event(sample_event(i)) for i in range(first, first + count)]
+        assert run.data == EncodedEvents.of(encoded).data
+    # received_at never below the head's floor, nor below the run before
+    times = [run.received_at for run in runs]
+    assert times == sorted(times) and times[0] == tick(5)
+    assert spool.next_seq == runs[-1].next_seq
+    spool.close()
+
+
+def test_kill_after_creating_a_wal_file_loses_nothing_acknowledged_later(
+    tmp_path: Path,
+) -> None:
+    """The crash-loop loss (issue 10, seed 3198917091), step by step.
+
+    An agent is killed between creating the next WAL file (named after the next
+    seq, 5) and writing to it. The next agent recovers next seq 5, so its first
+    append creates a file of that very name again. It acknowledges 11 events
+    (5..15) and seals the first 9 (a batch boundary inside the request). The
+    trim must keep the file that holds the other 2; a spool that listed the
+    one file twice deleted it as "fully sealed", and after the next kill the 2
+    acknowledged events were gone and their seqs given to other events.
+    """
+    _crash_at(tmp_path, "seal-five", None)
+    root = _crash_at(tmp_path, "append-one", "wal-opened")
+    assert [p.stat().st_size for p in (root / "wal").glob("*.wal")] == [0]
+    spool, state = _open(root)
+    assert state.pending == [] and spool.next_seq == 5  # the killed append was never acknowledged
+    assert list((root / "wal").glob("*.wal")) == []  # the empty file is gone
+    runs = spool.append(
+        [EncodedEvents.of([encode_event(sample_event(i)) for i in range(100, 111)])], tick(3)
+    )
+    assert runs is not None
+    [run] = runs
+    assert (run.first_seq, run.event_count) == (5, 11)
+    sealed_part, unsealed_part = run.split(9)
+    head = state.sealing_head
+    assert head is not None
+    sealer = StreamSealer(prefix="audit", stream="s1", signer=fixed_signer(), head=head)
+    spool.store_sealed(sealer.seal(sealed_part.sealed_lines(), tick(4)))
+    later_runs = spool.append([EncodedEvents.of([encode_event(sample_event(200))])], tick(5))
+    assert later_runs is not None
+    spool.close()  # the next SIGKILL: only what is on disk counts
+    again, recovered = _open(root)
+    assert recovered.pending == [unsealed_part, *later_runs]
+    assert again.next_seq == 17
+    again.close()
+
+
+@pytest.mark.parametrize(
+    "point", [None, "reseal-staged", "reseal-committed", "reseal-swapped", "after-seal"]
+)
+def test_resealing_after_a_crash_leaves_one_consistent_set(tmp_path: Path, point: str) -> None:
+    from audit_archiver.agent.sealer import authenticate_own
+    from audit_archiver.core.seal import GENESIS_HASH
+    from audit_archiver.core.segment import open_segment
+    from audit_archiver.core.signing import load_trusted_key
+
+    root = _crash_at(tmp_path, "reseal", point)
+    spool = Spool(root)
+    state = spool.open(IDENTITY)
+    numbers = [f.segment_seq for f in state.sealed]
+    if point in ("reseal-staged", "after-seal"):
+        assert numbers == ([0] if point == "after-seal" else [0, 1, 2])  # the old set
+    else:
+        assert numbers == [1, 2, 3]  # the new set
+    leftovers = {"sealed.new", "sealed.old", "reseal.json"} & {p.name for p in root.iterdir()}
+    assert leftovers == set()
+    head = ChainHead(
+        numbers[0],
+        GENESIS_HASH if numbers[0] in (0, 1) else "?",
+        0,
+    )
+    for sealed in state.sealed:
+        data = spool.read_sealed(sealed)
+        opened = open_segment(data)
+        assert sealed.seal.prev_seal_hash == head.prev_seal_hash
+        assert sealed.seal.segment_seq == head.next_segment_seq
+        assert sealed.seal.first_seq == head.next_seq
+        own = load_trusted_key(fixed_signer().public_pem())
+        assert not isinstance(authenticate_own(data, sealed.key, "audit", "s1", [own]), str)
+        assert opened.seal_hash == sealed.seal_hash
+        head = head.after(sealed.seal, sealed.seal_hash)
+    spool.close()

@@ -41,10 +41,6 @@ def test_valid_events(event: dict[str, object]) -> None:
         ({**VALID, "resource": {"name": "x"}}, "resource", "non-empty string 'id'"),
         ({**VALID, "resource": {"id": ""}}, "resource", "non-empty string 'id'"),
         ({**VALID, "actor": 42}, "actor", "string or an object"),
-        ({**VALID, "time": "yesterday"}, "time", "RFC 3339"),
-        ({**VALID, "time": "2026-11-23T10:00:00"}, "time", "RFC 3339"),
-        ({**VALID, "time": 1700000000}, "time", "RFC 3339"),
-        ({**VALID, "source_ip": "10.0.0.300"}, "source_ip", "IP address"),
         ({**VALID, "outcome": 1}, "outcome", "string"),
         ({**VALID, "details": "x"}, "details", "object"),
         ({**VALID, "seq": 5}, "seq", "reserved"),
@@ -176,22 +172,6 @@ def test_big_integers_are_found_wherever_they_sit(number: bytes) -> None:
     body = b'{"actor":"a","action":"b","resource":"c","d":{"x":[1,%s]}}' % number
     with pytest.raises(EventValidationError, match="cannot be encoded"):
         encode_event_batch(body)
-
-
-@pytest.mark.parametrize(
-    ("field", "good", "bad"),
-    [
-        ("time", "2026-11-23T10:00:00.123+01:00", "2026-02-30T10:00:00Z"),
-        ("source_ip", "2001:db8::1", "10.0.0.256"),
-    ],
-)
-def test_memoized_checks_answer_the_same_every_time(field: str, good: str, bad: str) -> None:
-    for _ in range(3):
-        validate_event({**VALID, field: good})
-        with pytest.raises(EventValidationError, match=field):
-            validate_event({**VALID, field: bad})
-    with pytest.raises(EventValidationError, match=field):
-        validate_event({**VALID, field: good + " " * 100})
 
 
 @pytest.mark.parametrize(

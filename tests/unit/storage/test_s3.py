@@ -24,7 +24,15 @@ from typing import IO, Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+    SSLError,
+)
 from botocore.stub import Stubber
 from click.testing import CliRunner
 
@@ -35,10 +43,12 @@ from audit_archiver.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
     StorageError,
+    StoragePermanentError,
     StorageUnavailableError,
     TransportChecksumError,
 )
 from audit_archiver.storage import local_s3
+from audit_archiver.storage import s3 as s3_module
 from audit_archiver.storage.base import ObjectInfo, ObjectVersion
 from audit_archiver.storage.s3 import BucketSettings, S3Store, _page_entries
 from tests.integration.cli import BIN
@@ -367,6 +377,14 @@ def stubbed() -> tuple[S3Store, Stubber]:
         ("AccessDenied", 403, False),
         ("NoSuchBucket", 404, False),
         ("InvalidRequest", 400, False),
+        ("Throttling", 400, True),
+        ("TooManyRequestsException", 429, True),
+        ("InvalidAccessKeyId", 403, False),
+        ("SignatureDoesNotMatch", 403, False),
+        ("PermanentRedirect", 301, False),
+        ("AuthorizationHeaderMalformed", 400, False),
+        ("KMS.DisabledException", 400, False),
+        ("KMS.NotFoundException", 400, False),
     ],
 )
 def test_client_errors_are_unavailable_or_refused(
@@ -377,6 +395,7 @@ def test_client_errors_are_unavailable_or_refused(
     with stubber, pytest.raises(StorageError) as raised:
         store.put_new("seg/0", b"secret contents", retain_until=None)
     assert isinstance(raised.value, StorageUnavailableError) is unavailable
+    assert isinstance(raised.value, StoragePermanentError) is not unavailable
     assert isinstance(raised.value.__cause__, ClientError)
     message = str(raised.value)
     assert f"PutObject s3://bkt/seg/0 {'unavailable' if unavailable else 'refused'}" in message
@@ -613,3 +632,82 @@ def test_local_s3_command_serves_until_signalled(tmp_path: Path, signum: int) ->
                 process.kill()
         stderr.seek(0)
         assert stderr.read() == ""
+
+
+def test_a_wrong_region_names_the_bucket_region(stubbed: tuple[S3Store, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_client_error(
+        "put_object",
+        "AuthorizationHeaderMalformed",
+        "the region 'us-east-1' is wrong; expecting 'eu-west-1'",
+        http_status_code=400,
+        response_meta={"HTTPHeaders": {"x-amz-bucket-region": "eu-west-1"}},
+    )
+    with stubber, pytest.raises(StoragePermanentError, match=r"region eu-west-1; set --region"):
+        store.put_new("seg/0", b"x", retain_until=None)
+    redirect = ClientError(
+        {
+            "Error": {
+                "Code": "PermanentRedirect",
+                "Message": "use the specified endpoint",
+                "Endpoint": "bkt.s3.eu-west-1.amazonaws.com",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": 301},
+        },
+        "PutObject",
+    )
+
+    def fail(**_: object) -> None:
+        raise redirect
+
+    store._client.put_object = fail  # type: ignore[attr-defined]
+    with pytest.raises(StoragePermanentError, match=r"endpoint bkt.s3.eu-west-1.*--region"):
+        store.put_new("seg/0", b"x", retain_until=None)
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (EndpointConnectionError(endpoint_url="http://x"), True),
+        (ConnectTimeoutError(endpoint_url="http://x"), True),
+        (ReadTimeoutError(endpoint_url="http://x"), True),
+        (ConnectionClosedError(endpoint_url="http://x"), True),
+        (NoCredentialsError(), False),
+        (SSLError(endpoint_url="http://x", error="certificate verify failed"), False),
+    ],
+)
+def test_transport_errors_are_unavailable_or_refused(
+    stubbed: tuple[S3Store, Stubber], error: Exception, unavailable: bool
+) -> None:
+    store, _ = stubbed
+
+    def fail(**_: object) -> None:
+        raise error
+
+    store._client.put_object = fail  # type: ignore[attr-defined]
+    with pytest.raises(StorageError) as raised:
+        store.put_new("seg/0", b"x", retain_until=None)
+    assert isinstance(raised.value, StorageUnavailableError) is unavailable
+    assert isinstance(raised.value, StoragePermanentError) is not unavailable
+
+
+def test_botocore_makes_two_tries_with_bounded_timeouts() -> None:
+    config = s3_module._client_config()
+    # botocore's "max_attempts" counts retries; "total_max_attempts" counts tries.
+    assert config.retries == {"total_max_attempts": 2, "mode": "standard"}
+    assert (config.connect_timeout, config.read_timeout) == (3.0, 10.0)
+
+
+@pytest.mark.usefixtures("aws_test_environment")
+def test_a_refused_connection_costs_two_tries_not_three() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = S3Store.connect("bucket", region="us-east-1", endpoint_url=f"http://127.0.0.1:{port}")
+    sent: list[str] = []
+    store._client.meta.events.register(  # type: ignore[attr-defined]
+        "before-send.s3.GetObject", lambda request, **_: sent.append(request.url)
+    )
+    with pytest.raises(StorageUnavailableError):
+        store.get("k")
+    assert len(sent) == 2

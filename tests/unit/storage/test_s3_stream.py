@@ -24,6 +24,7 @@ from audit_archiver.errors import (
     IntegrityError,
     ObjectTooLargeError,
     StorageError,
+    StoragePermanentError,
     StorageUnavailableError,
     TransportChecksumError,
 )
@@ -178,7 +179,7 @@ def test_a_lying_content_length_is_cut_at_the_limit() -> None:
         (ProtocolError("Connection broken: IncompleteRead"), True),
         (ReadTimeoutError(None, "/k", "Read timed out."), True),  # type: ignore[arg-type]
         (ConnectionResetError(104, "Connection reset by peer"), True),
-        (DecodeError("bad gzip"), False),
+        (DecodeError("bad gzip"), False),  # permanent: the same bytes decode no better
     ],
 )
 def test_read_failures_are_wrapped(failure: Exception, unavailable: bool) -> None:
@@ -189,6 +190,7 @@ def test_read_failures_are_wrapped(failure: Exception, unavailable: bool) -> Non
     with pytest.raises(StorageError) as raised:
         stream.read(10)
     assert isinstance(raised.value, StorageUnavailableError) is unavailable
+    assert isinstance(raised.value, StoragePermanentError) is not unavailable
     assert "GetObject s3://bkt/k" in str(raised.value)
     assert "secret" not in str(raised.value)
     assert body.was_closed

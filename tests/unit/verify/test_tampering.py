@@ -338,3 +338,14 @@ def test_the_segment_after_a_foreign_object_is_still_checked(tmp_path: Path) -> 
     segment_path(tmp_path, 2).write_bytes(b"\x00junk written by someone without the key")
     after = _continue_over(tmp_path, 2, first_seq_shift=3)  # three events skipped
     assert kinds(verify_dir(tmp_path)) == [("malformed_segment", S2), ("sequence_gap", after)]
+
+
+def test_junk_beside_a_segment_under_another_extension_does_not_displace_it(
+    tmp_path: Path,
+) -> None:
+    build_stream(tmp_path, "s1")
+    junk = "s1/000000000001.ndjson.gz"  # sorts before the genuine .zst of the same number
+    (tmp_path / junk).write_bytes(b"\x1f\x8b junk from a writer without the key")
+    report = verify_dir(tmp_path)
+    assert kinds(report) == [("duplicate_segment", junk), ("malformed_segment", junk)]
+    assert (report.segments, report.events) == (3, 12)
