@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration.agent_process import AgentProcess
 from tests.s3server import (
     create_locked_bucket,
     dummy_aws_environment,
@@ -37,3 +38,12 @@ def locked_bucket(moto_endpoint: str) -> tuple[str, str]:
     """(endpoint, name) of a fresh Object Lock bucket: versioned, COMPLIANCE 1 day by default."""
     name = create_locked_bucket(s3_client(moto_endpoint), unique_bucket_name("locked"))
     return moto_endpoint, name
+
+
+@pytest.fixture
+def agents() -> Iterator[list[AgentProcess]]:
+    """Agents a test starts; each is killed (if still running) at teardown."""
+    started: list[AgentProcess] = []
+    yield started
+    for agent in started:
+        agent.stop_quietly()

@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from audit_archiver.agent.sealer import StreamSealer
+from audit_archiver.config import AgentSettings, BatchLimits
 from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.encoding import format_timestamp
 from audit_archiver.core.event import seal_event
@@ -55,6 +56,24 @@ def sample_event(n: int) -> dict[str, Any]:
         "outcome": "success",
         "details": {"n": n, "note": "é ✓"},
     }
+
+
+def agent_settings(
+    spool: Path, *, grace_period: float = 5.0, **batch: float | None
+) -> AgentSettings:
+    """The unit tests' agent: stream ``s1`` under ``audit/`` in ``bkt``, 3 days' retention;
+    batches of 10 events or 30 s unless ``batch`` overrides a :class:`BatchLimits` field."""
+    limits = BatchLimits(**{"max_events": 10, "max_age": 30.0, **batch})  # type: ignore[arg-type]
+    return AgentSettings(
+        bucket="bkt",
+        prefix="audit",
+        stream="s1",
+        signing_key=Path("k"),
+        retention_days=3,
+        spool=spool,
+        batch=limits,
+        grace_period=grace_period,
+    )
 
 
 def tick(n: int) -> str:
@@ -149,3 +168,106 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+# -- producers' fixtures (tests/fixtures/producers/), mapped by hand from the issue's table --
+
+MAPPED = ("actor", "action", "resource", "time", "source_ip", "outcome")
+
+
+def mapped(event: dict[str, Any]) -> dict[str, Any]:
+    """The mapped (typed) fields of an archived event line."""
+    return {key: event[key] for key in MAPPED if key in event}
+
+
+# From the four Events (k8s-eventlist.json) and the mapping table: actor user.username
+# (impersonatedUser.username when present), verb, objectRef as
+# [group/]resource[/namespace]/name (else requestURI), stageTimestamp, sourceIPs[0],
+# "<authorization.k8s.io/decision> <responseStatus.code>".
+K8S_EXPECTED = {
+    "155b887c-c27c-4fdb-9667-999f74512d0a": {
+        "actor": "minikube-user",
+        "action": "create",
+        "resource": "configmaps/default/my-config",
+        "time": "2018-10-26T13:13:03.544952Z",
+        "source_ip": "192.168.99.1",
+        "outcome": "allow 201",
+    },
+    "abcde12345": {
+        "actor": "system:serviceaccount:kube-system:elastic-agent",
+        "action": "get",
+        "resource": "coordination.k8s.io/leases/kube-system/elastic-agent-cluster-test",
+        "time": "2025-07-16T10:12:56.563177Z",
+        "source_ip": "67.43.156.1",
+        "outcome": "allow 200",
+    },
+    "179a9171-e02e-4227-8c41-8b2575f8da7d": {
+        "actor": "jane.doe@example.com",
+        "action": "delete",
+        "resource": "configmaps/default/my-config",
+        "time": "2018-10-26T13:13:33.773884Z",
+        "source_ip": "192.168.99.1",
+        "outcome": "allow 200",
+    },
+    "19f44b1a-e4fb-4c9a-bc2f-068dc94be8fb": {
+        "actor": "system:anonymous",
+        "action": "get",
+        "resource": "/",
+        "time": "2021-07-06T08:26:58.687Z",
+        "source_ip": "10.128.0.1",
+        "outcome": "forbid 403",
+    },
+}
+# CloudTrail: userIdentity.arn, else principalId, else invokedBy; eventSource:eventName;
+# resources[0].ARN else eventSource; sourceIPAddress only when an IP; errorCode -> failure.
+CLOUDTRAIL_EXPECTED = {
+    "b7d4398e-b2f0-4faa-9c76-e2d316a8d67f": {
+        "actor": "arn:aws:iam::123456789012:user/Alice",
+        "action": "cloudtrail.amazonaws.com:UpdateTrail",
+        "resource": "cloudtrail.amazonaws.com",
+        "time": "2016-07-14T19:15:45Z",
+        "source_ip": "205.251.233.182",
+        "outcome": "failure",
+    },
+    "234f004b-EXAMPLE": {
+        "actor": "AWS Internal",
+        "action": "kms.amazonaws.com:RotateKey",
+        "resource": "arn:aws:kms:us-east-2:123456789012:key/7944f0ec-EXAMPLE",
+        "time": "2019-06-02T00:06:08Z",
+        "outcome": "success",
+    },
+    "49d14f36-6450-44a5-a501-b0fdcdfaeb98": {
+        "actor": "arn:aws:iam::123456789012:user/Bob",
+        "action": "autoscaling.amazonaws.com:RegisterScalableTarget",
+        "resource": "autoscaling.amazonaws.com",
+        "time": "2022-07-13T16:50:15Z",
+        "outcome": "success",
+    },
+}
+# GCP: principalEmail, methodName, resourceName, timestamp, callerIp only when an IP,
+# "success" without status (or code 0), else "failure <code>".
+GCP_EXPECTED = {
+    "yonau3dc2zi": {
+        "actor": "xxx@xxx.xxx",
+        "action": "beta.compute.instances.aggregatedList",
+        "resource": "projects/elastic-beats/global/instances",
+        "time": "2019-12-19T00:44:25.051Z",
+        "source_ip": "192.168.1.1",
+        "outcome": "failure 7",
+    },
+    "-c7ctxmd2zab": {
+        "actor": "user@mycompany.com",
+        "action": "beta.compute.instances.stop",
+        "resource": "projects/foo/zones/us-central1-a/instances/win10-test",
+        "time": "2020-08-05T16:56:40.428Z",
+        "source_ip": "67.43.156.13",
+        "outcome": "success",
+    },
+}
+# The private entry has no insertId and no timestamp (no dedupe key, no typed time).
+GCP_PRIVATE_EXPECTED = {
+    "actor": "service@gcp-sa-scc-notification.iam.gserviceaccount.com",
+    "action": "google.cloud.bigquery.v2.TableService.PatchTable",
+    "resource": "projects/someproject/datasets/someds/tables/sometbl",
+    "outcome": "success",
+}

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
-from types import TracebackType
 
 from audit_archiver.errors import (
     ObjectExistsError,
@@ -20,10 +19,10 @@ from audit_archiver.errors import (
     StorageError,
     StorageUnavailableError,
 )
-from audit_archiver.storage.base import BucketSettings, ObjectInfo, ObjectVersion
+from audit_archiver.storage.base import BucketSettings, ClosingStream, ObjectInfo, ObjectVersion
 
 
-class BytesStream:
+class BytesStream(ClosingStream):
     """An ObjectStream over ``data``; ``max_bytes`` bounds what read() may return in total."""
 
     def __init__(self, data: bytes, info: ObjectInfo, *, max_bytes: int | None = None) -> None:
@@ -47,17 +46,6 @@ class BytesStream:
 
     def close(self) -> None:
         self.closed = True
-
-    def __enter__(self) -> BytesStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass

@@ -12,9 +12,12 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from audit_archiver.storage import local_s3
+from audit_archiver.storage.base import ObjectInfo
+from audit_archiver.storage.s3 import S3Store
 
 MOTO_ACCOUNT_ID = "123456789012"  # moto's account for any non-AWS-looking access key
 _counter = itertools.count()
@@ -93,3 +96,19 @@ def overwrite_stored_bytes(bucket: str, key: str, version_id: str, data: bytes) 
     versions = moto_s3_backend().buckets[bucket].keys.getlist(key)
     (stored,) = [v for v in versions if v.version_id == version_id]
     stored.value = data
+
+
+def held_object(
+    endpoint: str, bucket: str, data: bytes, retain_until: datetime
+) -> tuple[S3Store, ObjectInfo, list[str]]:
+    """An :class:`S3Store` over ``bucket`` holding ``seg/0`` (``data``, retained until
+    ``retain_until``, legal hold on), and the S3 operations its client calls from then on."""
+    client = s3_client(endpoint)
+    store = S3Store(bucket, client)
+    info = store.put_new("seg/0", data, retain_until=retain_until)
+    client.put_object_legal_hold(
+        Bucket=bucket, Key="seg/0", VersionId=info.version_id, LegalHold={"Status": "ON"}
+    )
+    operations: list[str] = []
+    client.meta.events.register("before-call.s3", lambda model, **_: operations.append(model.name))
+    return store, info, operations

@@ -14,15 +14,17 @@ smaller seam, :class:`BucketSettingsSource`: only S3 has them.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 __all__ = [
     "BucketSettings",
     "BucketSettingsSource",
+    "ClosingStream",
     "ObjectInfo",
     "ObjectStore",
     "ObjectStream",
@@ -93,6 +95,26 @@ class ObjectStream(Protocol):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None: ...
+
+
+class ClosingStream(abc.ABC):
+    """The ``with`` plumbing every store's :class:`ObjectStream` shares: leaving the
+    block closes the stream."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection or file."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class ObjectStore(Protocol):

@@ -31,7 +31,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 
 from audit_archiver._files import write_new
 from audit_archiver.errors import (
@@ -40,7 +39,7 @@ from audit_archiver.errors import (
     ObjectTooLargeError,
     StorageError,
 )
-from audit_archiver.storage.base import ObjectInfo, ObjectVersion
+from audit_archiver.storage.base import ClosingStream, ObjectInfo, ObjectVersion
 
 __all__ = ["LocalDirectoryStore"]
 
@@ -180,7 +179,7 @@ class LocalDirectoryStore:
         return _LocalObjectStream(descriptor, ObjectInfo(key, None, info.st_size), max_bytes)
 
 
-class _LocalObjectStream:
+class _LocalObjectStream(ClosingStream):
     """An open regular file, read with a byte limit."""
 
     def __init__(self, descriptor: int, info: ObjectInfo, max_bytes: int | None) -> None:
@@ -219,17 +218,6 @@ class _LocalObjectStream:
         if self._descriptor is not None:
             descriptor, self._descriptor = self._descriptor, None
             os.close(descriptor)
-
-    def __enter__(self) -> _LocalObjectStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass

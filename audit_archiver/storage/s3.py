@@ -45,7 +45,6 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
@@ -76,7 +75,7 @@ from audit_archiver.errors import (
     StorageUnavailableError,
     TransportChecksumError,
 )
-from audit_archiver.storage.base import BucketSettings, ObjectInfo, ObjectVersion
+from audit_archiver.storage.base import BucketSettings, ClosingStream, ObjectInfo, ObjectVersion
 
 __all__ = ["BucketSettings", "S3Store"]
 
@@ -134,6 +133,9 @@ _PUBLIC_ACCESS_FLAGS = (
     "RestrictPublicBuckets",
 )
 
+
+_ANY_SIZE = 1 << 62  # fetch() reads whole objects (the agent's own segments), unbounded
+_FETCH_CHUNK = 1 << 20
 
 class S3Store:
     """Objects in one S3 bucket, written once under Object Lock.
@@ -250,26 +252,11 @@ class S3Store:
             StorageUnavailableError: S3 could not be reached or asked to retry later.
             StorageError: S3 refused.
         """
-        try:
-            response = self._client.get_object(
-                ChecksumMode="ENABLED", **self._params(key, version_id)
-            )
-        except (ClientError, BotoCoreError) as e:
-            raise self._read_error(e, "GetObject", key, version_id) from e
-        # GetObject's body is streamed, so botocore checks the checksum while it is read.
-        # Read through the StreamingBody itself: its ``with`` form hands out the raw
-        # urllib3 stream, which skips botocore's checksum and length checks.
-        body = response["Body"]
-        try:
-            data: bytes = body.read()
-        except FlexibleChecksumError as e:
-            expected = _reported_checksum(response)
-            raise self._checksum_error(e, key, version_id, expected) from e
-        except BotoCoreError as e:
-            raise self._error(e, "GetObject", key, version_id) from e
-        finally:
-            body.close()
-        return data, _info(key, response)
+        with self.open_object(key, version_id, max_bytes=_ANY_SIZE) as stream:
+            chunks = []
+            while chunk := stream.read(_FETCH_CHUNK):
+                chunks.append(chunk)
+            return b"".join(chunks), stream.info
 
     def open_object(
         self, key: str, version_id: str | None = None, *, max_bytes: int
@@ -495,7 +482,7 @@ class S3Store:
         )
 
 
-class _S3ObjectStream:
+class _S3ObjectStream(ClosingStream):
     """A GetObject body read through botocore's ``StreamingBody`` (which checks the checksum).
 
     Bounded: a read never asks S3 for more than one byte past ``max_bytes``.
@@ -590,17 +577,6 @@ class _S3ObjectStream:
         if not self._closed:
             self._closed = True
             self._body.close()
-
-    def __enter__(self) -> _S3ObjectStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _client_config(read_timeout: float = READ_TIMEOUT_SECONDS) -> Config:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import wait_for
-from tests.integration.cli import BIN
+from tests.integration.cli import BIN, run_cli
 from tests.s3server import s3_client
 
 TOKEN = "integration-test-token-0123456789"
@@ -165,6 +165,34 @@ class AgentProcess:
             self._reader.join(30)
             if self.process.stdin is not None:
                 self.process.stdin.close()
+
+
+def launch(agents: list[AgentProcess], *args: Any, **kwargs: Any) -> AgentProcess:
+    """An :class:`AgentProcess` (not started yet) that the ``agents`` fixture stops at teardown."""
+    agent = AgentProcess(*args, **kwargs)
+    agents.append(agent)
+    return agent
+
+
+def verify_in_bucket(endpoint: str, bucket: str, *args: str | Path) -> tuple[int, dict[str, Any]]:
+    """Run ``audit-archiver verify --bucket --prefix audit --json`` with ``args`` (the trust
+    and any options); return its exit code (0 or 1, matching ``ok``) and its report."""
+    result = run_cli(
+        "verify",
+        "--bucket",
+        bucket,
+        "--prefix",
+        "audit",
+        "--endpoint-url",
+        endpoint,
+        *args,
+        "--json",
+        "--no-progress",
+    )
+    assert result.returncode in (0, 1), result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    assert result.returncode == (0 if report["ok"] else 1), (result.returncode, report)
+    return result.returncode, report
 
 
 def ndjson(first: int, count: int, pad: int = 0) -> bytes:
@@ -328,6 +356,8 @@ def peak_rss_bytes(pid: int, *, children: bool = False) -> int:
     """Peak resident memory (VmHWM) of ``pid``, plus every descendant's with ``children``.
 
     Summing per-process peaks over-states a simultaneous peak: a safe upper bound.
+    A ``pid`` that is gone raises (no reading is not a zero); a descendant gone meanwhile
+    is skipped.
     """
     pids, total = [pid], 0
     while pids:
@@ -335,6 +365,8 @@ def peak_rss_bytes(pid: int, *, children: bool = False) -> int:
         try:
             status = Path(f"/proc/{current}/status").read_text()
         except OSError:
+            if current == pid:
+                raise
             continue
         for line in status.splitlines():
             if line.startswith("VmHWM:"):

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,25 +20,13 @@ from tests.integration.agent_process import (
     AgentProcess,
     FlakyProxy,
     download_latest,
+    launch,
     ndjson,
     retry_until_ok,
+    verify_in_bucket,
 )
 from tests.integration.cli import run_cli
 from tests.s3server import create_plain_bucket, s3_client, unique_bucket_name
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.stop_quietly()
-
-
-def launch(agents: list[AgentProcess], *args: object, **kwargs: object) -> AgentProcess:
-    agent = AgentProcess(*args, **kwargs)  # type: ignore[arg-type]
-    agents.append(agent)
-    return agent
 
 
 def verify_bucket(endpoint: str, bucket: str, public_key: Path, dest: Path) -> dict[str, Any]:
@@ -105,21 +92,9 @@ def test_round_trip_with_compliance_retention(
         3,
         90,
     )
-    in_bucket = run_cli(
-        "verify",
-        "--bucket",
-        bucket,
-        "--prefix",
-        "audit",
-        "--endpoint-url",
-        endpoint,
-        "--public-key",
-        agent.public_key,
-        "--json",
-        "--no-progress",
-    )
-    assert in_bucket.returncode == 0, in_bucket.stdout
-    assert json.loads(in_bucket.stdout)["events"] == 90
+    code, in_bucket = verify_in_bucket(endpoint, bucket, "--public-key", agent.public_key)
+    assert code == 0, in_bucket
+    assert in_bucket["events"] == 90
     client = s3_client(endpoint)
     for key in [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]:
         head = client.head_object(Bucket=bucket, Key=key)
@@ -526,23 +501,6 @@ def _rotate_to_new_key(agent: AgentProcess, workdir: Path, *, previous: bool) ->
     return keys_b / "signing.pub"
 
 
-def _verify_in_bucket(endpoint: str, bucket: str, *trust: str | Path) -> tuple[int, dict[str, Any]]:
-    result = run_cli(
-        "verify",
-        "--bucket",
-        bucket,
-        "--prefix",
-        "audit",
-        "--endpoint-url",
-        endpoint,
-        *trust,
-        "--json",
-        "--no-progress",
-    )
-    assert result.returncode in (0, 1), result.stderr
-    return result.returncode, json.loads(result.stdout)
-
-
 @pytest.mark.parametrize("fresh_spool", [False, True])
 def test_key_rotation_continues_the_chain(
     fresh_spool: bool, tmp_path: Path, locked_bucket: tuple[str, str], agents: list[AgentProcess]
@@ -575,9 +533,9 @@ def test_key_rotation_continues_the_chain(
     assert second.post(ndjson(15, 7)) == (200, {"accepted": 7, "first_seq": 15, "last_seq": 21})
     assert second.terminate() == 0
 
-    code, report = _verify_in_bucket(endpoint, bucket, "--public-key", key_a, "--public-key", key_b)
+    code, report = verify_in_bucket(endpoint, bucket, "--public-key", key_a, "--public-key", key_b)
     assert (code, report["ok"], report["segments"], report["events"]) == (0, True, 3, 22)
-    code, only_a = _verify_in_bucket(endpoint, bucket, "--public-key", key_a)
+    code, only_a = verify_in_bucket(endpoint, bucket, "--public-key", key_a)
     assert code == 1 and "unknown_key" in {p["kind"] for p in only_a["problems"]}
 
     trust = tmp_path / "trust.toml"
@@ -585,12 +543,12 @@ def test_key_rotation_continues_the_chain(
         f'[[key]]\npublic_key = "{key_a}"\nstreams = ["web-1"]\n'
         f'[[key]]\npublic_key = "{key_b}"\nstreams = ["web-*"]\nprefix = "audit"\n'
     )
-    code, report = _verify_in_bucket(endpoint, bucket, "--trust", trust)
+    code, report = verify_in_bucket(endpoint, bucket, "--trust", trust)
     assert (code, report["ok"], report["events"]) == (0, True, 22), report["problems"]
     trust.write_text(
         f'[[key]]\npublic_key = "{key_a}"\nstreams = ["web-1"]\n'
         f'[[key]]\npublic_key = "{key_b}"\nstreams = ["billing-*"]\n'
     )
-    code, report = _verify_in_bucket(endpoint, bucket, "--trust", trust)
+    code, report = verify_in_bucket(endpoint, bucket, "--trust", trust)
     assert code == 1
     assert {p["kind"] for p in report["problems"]} == {"key_not_allowed"}

@@ -5,17 +5,21 @@ process tree stays under the documented bound whatever 10 MiB bodies hold."""
 from __future__ import annotations
 
 import json
-import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from audit_archiver.core.event import MAX_DEPTH, MAX_EVENT_BYTES
 from tests.helpers import wait_for
-from tests.integration.agent_process import TOKEN, AgentProcess, ndjson
-from tests.integration.cli import run_cli
+from tests.integration.agent_process import (
+    TOKEN,
+    AgentProcess,
+    launch,
+    ndjson,
+    peak_rss_bytes,
+    verify_in_bucket,
+)
 
 MiB = 1 << 20
 BODY = 10 * MiB  # the default --max-body-bytes
@@ -30,14 +34,6 @@ OUTPUT_RATIO = 3  # agent/server.py: encoded events at most 3 x the body (413 be
 # by a worker, and the events left unsealed). Measured before the output cap,
 # with mem.py's 6 concurrent 9.5 MiB bodies of 1e15: 866 MiB; after: see there.
 BOUND = 128 * MiB + WORKERS * (48 * MiB + (2 * OUTPUT_RATIO + 1) * BODY) + 6 * INFLIGHT
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.stop_quietly()
 
 
 def metric(agent: AgentProcess, name: str) -> float:
@@ -57,8 +53,7 @@ def test_a_poison_line_in_a_tailed_file_is_skipped_and_the_rest_archived(
     log_file = tmp_path / "app.log"
     poison = b'{"actor":' * 5_000 + b"\n" + b"[" * 100_000 + b"\n" + b"\xff\xfe\n"
     log_file.write_bytes(ndjson(0, 3) + poison + ndjson(3, 3))
-    agent = AgentProcess(tmp_path, endpoint, bucket, args=("--tail", str(log_file)))
-    agents.append(agent)
+    agent = launch(agents, tmp_path, endpoint, bucket, args=("--tail", str(log_file)))
     agent.start()
     agent.wait_ready()
     state = tmp_path / "spool" / "tail.json"
@@ -83,45 +78,9 @@ def test_a_poison_line_in_a_tailed_file_is_skipped_and_the_rest_archived(
         (6, "not_json"),
     ]
     assert agent.terminate() == 0
-    result = run_cli(
-        "verify",
-        "--bucket",
-        bucket,
-        "--prefix",
-        "audit",
-        "--public-key",
-        agent.public_key,
-        "--endpoint-url",
-        endpoint,
-        "--json",
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout)["events"] == 8
-
-
-def _tree(pid: int) -> list[int]:
-    found = [pid]
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
-            found += _tree(int(child))
-    return found
-
-
-def _peak_rss(pid: int) -> int:
-    total = 0
-    for member in _tree(pid):
-        try:
-            status = Path(f"/proc/{member}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                total += int(line.split()[1]) * 1024
-    return total
+    code, report = verify_in_bucket(endpoint, bucket, "--public-key", agent.public_key)
+    assert code == 0, report
+    assert report["events"] == 8
 
 
 def _float_event(count: int, pad: int = 0) -> bytes:
@@ -192,13 +151,13 @@ def test_memory_stays_under_the_bound_whatever_the_bodies_hold(
     tmp_path: Path, locked_bucket: tuple[str, str], agents: list[AgentProcess]
 ) -> None:
     endpoint, bucket = locked_bucket
-    agent = AgentProcess(
+    agent = launch(
+        agents,
         tmp_path,
         endpoint,
         bucket,
         args=("--ingest-workers", str(WORKERS), "--spool-max-bytes", str(4096 * MiB)),
     )
-    agents.append(agent)
     agent.start()
     agent.wait_ready()
     assert agent.process is not None
@@ -225,7 +184,7 @@ def test_memory_stays_under_the_bound_whatever_the_bodies_hold(
             timeout=120,
             what="every accepted event sealed",
         )
-    peak = _peak_rss(agent.process.pid)
+    peak = peak_rss_bytes(agent.process.pid, children=True)
     print(f"peak VmHWM of the agent's process tree: {peak / MiB:.0f} MiB (bound {BOUND / MiB:.0f})")
     assert answers["lists"] == answers["empty objects"] == [400] * (CONCURRENT + 2)
     for shape in ("tiny events, array", "tiny events, ndjson", "deepest events", "longest events"):

@@ -4,13 +4,10 @@ acknowledged is lost, and no acknowledged seq is given to another event."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import wait_for
-from tests.integration.agent_process import AgentProcess, metric_value
+from tests.integration.agent_process import AgentProcess, launch, metric_value
 from tests.reliability.archive import (
     ACKED,
     UNANSWERED,
@@ -21,14 +18,6 @@ from tests.reliability.archive import (
 
 # A batch boundary inside an 11-event request; nothing sealed by age meanwhile.
 BATCH = ("--batch-max-events", "9", "--batch-max-age", "60")
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.stop_quietly()
 
 
 def test_kill_after_creating_a_wal_file_loses_no_later_event(
@@ -45,18 +34,21 @@ def test_kill_after_creating_a_wal_file_loses_no_later_event(
     """
     endpoint, bucket = locked_bucket
     log = AckLog()
-    first = AgentProcess(
-        tmp_path, endpoint, bucket, args=BATCH, env={"AUDIT_ARCHIVER_FAILPOINTS": "wal-opened"}
+    first = launch(
+        agents,
+        tmp_path,
+        endpoint,
+        bucket,
+        args=BATCH,
+        env={"AUDIT_ARCHIVER_FAILPOINTS": "wal-opened"},
     )
-    agents.append(first)
     first.start().wait_ready()
     assert first.port is not None
     assert log.send(first.port, ["never-written"]).outcome == UNANSWERED
     assert first.wait(30) == -signal.SIGKILL
     assert [p.stat().st_size for p in (first.spool / "wal").glob("*.wal")] == [0]
 
-    second = AgentProcess(tmp_path, endpoint, bucket, args=BATCH)
-    agents.append(second)
+    second = launch(agents, tmp_path, endpoint, bucket, args=BATCH)
     second.start().wait_ready()
     assert second.port is not None
     post = log.send(second.port, [f"e{i}" for i in range(11)])
@@ -67,8 +59,7 @@ def test_kill_after_creating_a_wal_file_loses_no_later_event(
     )
     second.kill()
 
-    third = AgentProcess(tmp_path, endpoint, bucket, args=BATCH)
-    agents.append(third)
+    third = launch(agents, tmp_path, endpoint, bucket, args=BATCH)
     third.start().wait_ready()
     assert third.port is not None
     later = log.send(third.port, ["later"])

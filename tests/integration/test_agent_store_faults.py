@@ -9,31 +9,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.helpers import wait_for
-from tests.integration.agent_process import AgentProcess, FlakyProxy, ndjson
-from tests.integration.cli import run_cli
+from tests.integration.agent_process import (
+    AgentProcess,
+    FlakyProxy,
+    launch,
+    ndjson,
+    verify_in_bucket,
+)
 from tests.s3server import s3_client
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.stop_quietly()
-
-
-def launch(agents: list[AgentProcess], *args: Any, **kwargs: Any) -> AgentProcess:
-    agent = AgentProcess(*args, **kwargs)
-    agents.append(agent)
-    return agent
 
 
 def key(n: int) -> str:
@@ -44,24 +31,6 @@ def plant(endpoint: str, bucket: str, name: str, data: bytes) -> None:
     """What a writer without the key can do: a plain PutObject (a new version)."""
     digest = base64.b64encode(hashlib.md5(data).digest()).decode()
     s3_client(endpoint).put_object(Bucket=bucket, Key=name, Body=data, ContentMD5=digest)
-
-
-def verify(endpoint: str, bucket: str, public_key: Path) -> tuple[int, dict[str, Any]]:
-    result = run_cli(
-        "verify",
-        "--bucket",
-        bucket,
-        "--prefix",
-        "audit",
-        "--endpoint-url",
-        endpoint,
-        "--public-key",
-        public_key,
-        "--json",
-        "--no-progress",
-    )
-    assert result.returncode in (0, 1), result.stderr
-    return result.returncode, json.loads(result.stdout)
 
 
 def problems(report: dict[str, Any]) -> set[tuple[str, str]]:
@@ -92,7 +61,7 @@ def test_junk_at_the_next_key_is_stepped_over(
     assert "audit_archiver_foreign_objects_total 1.0" in metrics
     assert agent.post(ndjson(20, 5))[1]["first_seq"] == 20
     assert agent.terminate() == 0
-    code, report = verify(endpoint, bucket, agent.public_key)
+    code, report = verify_in_bucket(endpoint, bucket, "--public-key", agent.public_key)
     assert code == 1
     assert problems(report) == {("malformed_segment", key(1))}
     assert report["events"] == 25
@@ -113,7 +82,7 @@ def test_fresh_spool_starts_over_junk_versions_and_delete_markers(
     second.start().wait_ready()
     assert second.post(ndjson(20, 5))[1] == {"accepted": 5, "first_seq": 20, "last_seq": 24}
     assert second.terminate() == 0
-    _, report = verify(endpoint, bucket, second.public_key)
+    _, report = verify_in_bucket(endpoint, bucket, "--public-key", second.public_key)
     assert report["events"] == 25
     assert {name for _, name in problems(report)} <= {key(1)}, report["problems"]
 
@@ -133,7 +102,7 @@ def test_s3_unreachable_at_start_with_an_empty_spool(
     assert agent.post(ndjson(4, 2)) == (200, {"accepted": 2, "first_seq": 4, "last_seq": 5})
     assert agent.terminate() == 0
     proxy.down()
-    code, report = verify(endpoint, bucket, agent.public_key)
+    code, report = verify_in_bucket(endpoint, bucket, "--public-key", agent.public_key)
     assert (code, report["events"], report["problems"]) == (0, 6, [])
 
 
@@ -158,7 +127,7 @@ def test_sigterm_with_s3_down_exits_3_and_a_restart_completes(
     again.wait_ready()
     assert again.terminate() == 0
     proxy.down()
-    code, report = verify(endpoint, bucket, agent.public_key)
+    code, report = verify_in_bucket(endpoint, bucket, "--public-key", agent.public_key)
     assert (code, report["events"], report["problems"]) == (0, 12, [])
 
 
@@ -178,7 +147,7 @@ def test_sigterm_while_uploads_fail_then_s3_back_exits_0(
     proxy.up()
     assert agent.terminate(timeout=60) == 0
     proxy.down()
-    code, report = verify(endpoint, bucket, agent.public_key)
+    code, report = verify_in_bucket(endpoint, bucket, "--public-key", agent.public_key)
     assert (code, report["events"], report["problems"]) == (0, 5, [])
 
 

@@ -14,38 +14,19 @@ import stat
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.helpers import wait_for
-from tests.integration.agent_process import TOKEN, AgentProcess, ndjson
+from tests.integration.agent_process import TOKEN, AgentProcess, launch, ndjson
 from tests.integration.cli import run_cli
+from tests.tls import issue, write_pem
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-fedcba9876543210xyz"
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.stop_quietly()
-
-
-def launch(agents: list[AgentProcess], *args: Any, **kwargs: Any) -> AgentProcess:
-    agent = AgentProcess(*args, **kwargs)
-    agents.append(agent)
-    return agent
 
 
 def raw_exchange(port: int, request: bytes, timeout: float = 10) -> tuple[int, dict[str, str], Any]:
@@ -422,13 +403,14 @@ def test_bare_token_accepts_any_basic_user(
     assert metric(text, 'audit_archiver_requests_by_client_total{client="default"}') == 1
 
 
-def test_refuses_tcp_without_client_auth(tmp_path: Path) -> None:
+def _agent_args(tmp_path: Path, bucket: str) -> tuple[str | Path, ...]:
+    """``audit-archiver agent`` and its required options, with a new key in ``tmp_path/keys``."""
     keys = tmp_path / "keys"
     run_cli("keygen", "--out", keys)
-    common = (
+    return (
         "agent",
         "--bucket",
-        "b-b",
+        bucket,
         "--prefix",
         "audit",
         "--stream",
@@ -439,8 +421,11 @@ def test_refuses_tcp_without_client_auth(tmp_path: Path) -> None:
         tmp_path / "spool",
         "--signing-key",
         keys / "signing.key",
-        "--check-config",
     )
+
+
+def test_refuses_tcp_without_client_auth(tmp_path: Path) -> None:
+    common = (*_agent_args(tmp_path, "b-b"), "--check-config")
     for address in ("0.0.0.0:8787", "127.0.0.1:8787", "[::]:8787"):
         result = run_cli(*common, "--listen", address)
         assert result.returncode == 2, result.stderr
@@ -448,7 +433,7 @@ def test_refuses_tcp_without_client_auth(tmp_path: Path) -> None:
         assert "--tls-client-ca" in result.stderr
     result = run_cli(*common, "--listen", f"unix:{tmp_path}/agent.sock")
     assert result.returncode == 0, result.stderr
-    (keys / "signing.key").chmod(0o640)
+    (tmp_path / "keys" / "signing.key").chmod(0o640)
     result = run_cli(*common, "--listen", f"unix:{tmp_path}/agent.sock")
     assert result.returncode == 2
     assert "chmod 600" in result.stderr
@@ -502,22 +487,8 @@ def test_unix_socket_never_replaces_a_symlink(tmp_path: Path) -> None:
     target.write_text("keep me")
     link = tmp_path / "ingest.sock"
     link.symlink_to(target)
-    keys = tmp_path / "keys"
-    run_cli("keygen", "--out", keys)
     result = run_cli(
-        "agent",
-        "--bucket",
-        "bbb",
-        "--prefix",
-        "audit",
-        "--stream",
-        "s",
-        "--retention-days",
-        "1",
-        "--spool",
-        tmp_path / "spool",
-        "--signing-key",
-        keys / "signing.key",
+        *_agent_args(tmp_path, "bbb"),
         "--listen",
         f"unix:{link}",
         "--endpoint-url",
@@ -532,63 +503,19 @@ def test_unix_socket_never_replaces_a_symlink(tmp_path: Path) -> None:
 # -- TLS -----------------------------------------------------------------------------------------
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _issue(
-    subject: str, issuer_key: Any, issuer: str, *, ca: bool = False, san: bool = False
-) -> tuple[Any, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if san:
-        import ipaddress
-
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    return key, builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _write(path: Path, key: Any, cert: x509.Certificate) -> tuple[Path, Path]:
-    key_path = path.with_suffix(".key")
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    cert_path = path.with_suffix(".pem")
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, Path]:
-    ca_key, ca_cert = _issue("test-ca", None, "test-ca", ca=True)
-    other_key, _other_cert = _issue("other-ca", None, "other-ca", ca=True)
-    server_key, server_cert = _issue("agent", ca_key, "test-ca", san=True)
-    client_key, client_cert = _issue("fluent-bit-1", ca_key, "test-ca")
-    rogue_key, rogue_cert = _issue("rogue", other_key, "other-ca")
+    ca_key, ca_cert = issue("test-ca", None, "test-ca", ca=True)
+    other_key, _other_cert = issue("other-ca", None, "other-ca", ca=True)
+    server_key, server_cert = issue("agent", ca_key, "test-ca", san=True)
+    client_key, client_cert = issue("fluent-bit-1", ca_key, "test-ca")
+    rogue_key, rogue_cert = issue("rogue", other_key, "other-ca")
     d = tmp_path / "pki"
     d.mkdir()
-    ca, _ = _write(d / "ca", ca_key, ca_cert)
-    server, server_k = _write(d / "server", server_key, server_cert)
-    client, client_k = _write(d / "client", client_key, client_cert)
-    rogue, rogue_k = _write(d / "rogue", rogue_key, rogue_cert)
+    ca, _ = write_pem(d / "ca", ca_key, ca_cert)
+    server, server_k = write_pem(d / "server", server_key, server_cert)
+    client, client_k = write_pem(d / "client", client_key, client_cert)
+    rogue, rogue_k = write_pem(d / "rogue", rogue_key, rogue_cert)
     return {
         "ca": ca,
         "server": server,
@@ -621,19 +548,24 @@ def _tls_request(
         conn.close()
 
 
-def test_tls_with_client_certificates(
-    tmp_path: Path, locked_bucket: tuple[str, str], agents: list[AgentProcess], pki: dict[str, Path]
-) -> None:
+def _start_tls_agent(
+    agents: list[AgentProcess],
+    tmp_path: Path,
+    locked_bucket: tuple[str, str],
+    pki: dict[str, Path],
+    *,
+    tokens: bool,
+) -> tuple[AgentProcess, int]:
+    """A ready agent serving TLS that asks for a client certificate (and a token with ``tokens``)."""
     endpoint, bucket = locked_bucket
     agent = launch(
         agents,
         tmp_path,
         endpoint,
         bucket,
-        listen=False,
+        listen=tokens,
         args=(
-            "--listen",
-            "127.0.0.1:0",
+            *(() if tokens else ("--listen", "127.0.0.1:0")),
             "--tls-cert",
             str(pki["server"]),
             "--tls-key",
@@ -646,6 +578,13 @@ def test_tls_with_client_certificates(
     assert agent.port is not None, agent.logs
     port = agent.port
     wait_for(lambda: _tls_request(port, pki, "GET", "/readyz")[0] == 200, 30, "readiness")
+    return agent, port
+
+
+def test_tls_with_client_certificates(
+    tmp_path: Path, locked_bucket: tuple[str, str], agents: list[AgentProcess], pki: dict[str, Path]
+) -> None:
+    agent, port = _start_tls_agent(agents, tmp_path, locked_bucket, pki, tokens=False)
     status, answer = _tls_request(port, pki, "POST", "/v1/events", ndjson(0, 2))
     assert status == 200, answer
     for cert in (None, "rogue"):
@@ -672,25 +611,7 @@ def test_tls_with_client_certificates(
 def test_tls_with_certificates_and_tokens_needs_both(
     tmp_path: Path, locked_bucket: tuple[str, str], agents: list[AgentProcess], pki: dict[str, Path]
 ) -> None:
-    endpoint, bucket = locked_bucket
-    agent = launch(
-        agents,
-        tmp_path,
-        endpoint,
-        bucket,
-        args=(
-            "--tls-cert",
-            str(pki["server"]),
-            "--tls-key",
-            str(pki["server_key"]),
-            "--tls-client-ca",
-            str(pki["ca"]),
-        ),
-    ).start()
-    wait_for(lambda: agent.port is not None or agent.exited(), 30, "listening")
-    assert agent.port is not None, agent.logs
-    port = agent.port
-    wait_for(lambda: _tls_request(port, pki, "GET", "/readyz")[0] == 200, 30, "readiness")
+    agent, port = _start_tls_agent(agents, tmp_path, locked_bucket, pki, tokens=True)
     assert _tls_request(port, pki, "POST", "/v1/events", ndjson(0, 1))[0] == 401
     context = ssl.create_default_context(cafile=pki["ca"])
     context.load_cert_chain(pki["client"], pki["client_key"])

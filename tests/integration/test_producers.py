@@ -25,23 +25,15 @@ import base64
 import copy
 import gzip
 import http.client
-import ipaddress
 import json
 import ssl
 import time
 import zlib
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import cramjam
-import pytest
 import zstandard
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -49,10 +41,17 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
-from tests.helpers import wait_for
-from tests.integration.agent_process import TOKEN, AgentProcess
-from tests.integration.cli import run_cli
+from tests.helpers import (
+    CLOUDTRAIL_EXPECTED,
+    GCP_EXPECTED,
+    GCP_PRIVATE_EXPECTED,
+    K8S_EXPECTED,
+    mapped,
+    wait_for,
+)
+from tests.integration.agent_process import TOKEN, AgentProcess, launch, verify_in_bucket
 from tests.integration.test_agent import archived_events
+from tests.tls import issue, write_pem
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "producers"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -68,97 +67,6 @@ def k8s_items() -> list[dict[str, Any]]:
     return items
 
 
-# From the four Events (k8s-eventlist.json) and the mapping table: actor user.username
-# (impersonatedUser.username when present), verb, objectRef as
-# [group/]resource[/namespace]/name (else requestURI), stageTimestamp, sourceIPs[0],
-# "<authorization.k8s.io/decision> <responseStatus.code>".
-K8S_EXPECTED = {
-    "155b887c-c27c-4fdb-9667-999f74512d0a": {
-        "actor": "minikube-user",
-        "action": "create",
-        "resource": "configmaps/default/my-config",
-        "time": "2018-10-26T13:13:03.544952Z",
-        "source_ip": "192.168.99.1",
-        "outcome": "allow 201",
-    },
-    "abcde12345": {
-        "actor": "system:serviceaccount:kube-system:elastic-agent",
-        "action": "get",
-        "resource": "coordination.k8s.io/leases/kube-system/elastic-agent-cluster-test",
-        "time": "2025-07-16T10:12:56.563177Z",
-        "source_ip": "67.43.156.1",
-        "outcome": "allow 200",
-    },
-    "179a9171-e02e-4227-8c41-8b2575f8da7d": {
-        "actor": "jane.doe@example.com",
-        "action": "delete",
-        "resource": "configmaps/default/my-config",
-        "time": "2018-10-26T13:13:33.773884Z",
-        "source_ip": "192.168.99.1",
-        "outcome": "allow 200",
-    },
-    "19f44b1a-e4fb-4c9a-bc2f-068dc94be8fb": {
-        "actor": "system:anonymous",
-        "action": "get",
-        "resource": "/",
-        "time": "2021-07-06T08:26:58.687Z",
-        "source_ip": "10.128.0.1",
-        "outcome": "forbid 403",
-    },
-}
-# CloudTrail: userIdentity.arn, else principalId, else invokedBy; eventSource:eventName;
-# resources[0].ARN else eventSource; sourceIPAddress only when an IP; errorCode -> failure.
-CLOUDTRAIL_EXPECTED = {
-    "b7d4398e-b2f0-4faa-9c76-e2d316a8d67f": {
-        "actor": "arn:aws:iam::123456789012:user/Alice",
-        "action": "cloudtrail.amazonaws.com:UpdateTrail",
-        "resource": "cloudtrail.amazonaws.com",
-        "time": "2016-07-14T19:15:45Z",
-        "source_ip": "205.251.233.182",
-        "outcome": "failure",
-    },
-    "234f004b-EXAMPLE": {
-        "actor": "AWS Internal",
-        "action": "kms.amazonaws.com:RotateKey",
-        "resource": "arn:aws:kms:us-east-2:123456789012:key/7944f0ec-EXAMPLE",
-        "time": "2019-06-02T00:06:08Z",
-        "outcome": "success",
-    },
-    "49d14f36-6450-44a5-a501-b0fdcdfaeb98": {
-        "actor": "arn:aws:iam::123456789012:user/Bob",
-        "action": "autoscaling.amazonaws.com:RegisterScalableTarget",
-        "resource": "autoscaling.amazonaws.com",
-        "time": "2022-07-13T16:50:15Z",
-        "outcome": "success",
-    },
-}
-# GCP: principalEmail, methodName, resourceName, timestamp, callerIp only when an IP,
-# "success" without status (or code 0), else "failure <code>".
-GCP_EXPECTED = {
-    "yonau3dc2zi": {
-        "actor": "xxx@xxx.xxx",
-        "action": "beta.compute.instances.aggregatedList",
-        "resource": "projects/elastic-beats/global/instances",
-        "time": "2019-12-19T00:44:25.051Z",
-        "source_ip": "192.168.1.1",
-        "outcome": "failure 7",
-    },
-    "-c7ctxmd2zab": {
-        "actor": "user@mycompany.com",
-        "action": "beta.compute.instances.stop",
-        "resource": "projects/foo/zones/us-central1-a/instances/win10-test",
-        "time": "2020-08-05T16:56:40.428Z",
-        "source_ip": "67.43.156.13",
-        "outcome": "success",
-    },
-}
-# The private entry has no insertId and no timestamp (no dedupe key, no typed time).
-GCP_PRIVATE_EXPECTED = {
-    "actor": "service@gcp-sa-scc-notification.iam.gserviceaccount.com",
-    "action": "google.cloud.bigquery.v2.TableService.PatchTable",
-    "resource": "projects/someproject/datasets/someds/tables/sometbl",
-    "outcome": "success",
-}
 # OTLP example (opentelemetry-proto examples/logs.json) with the agent's
 # --otlp-actor-attribute string.attribute and an event.name attribute added:
 # resource service.name; timeUnixNano 1544712660300000000 in RFC 3339 with 9 digits.
@@ -169,11 +77,6 @@ OTLP_EXPECTED = {
     "time": "2018-12-13T14:51:00.300000000Z",
     "outcome": "Information",
 }
-MAPPED = ("actor", "action", "resource", "time", "source_ip", "outcome")
-
-
-def mapped(event: dict[str, Any]) -> dict[str, Any]:
-    return {key: event[key] for key in MAPPED if key in event}
 
 
 def otlp_request() -> ExportLogsServiceRequest:
@@ -193,37 +96,10 @@ def otlp_json_body() -> bytes:
     return json.dumps(value, indent=2).encode()
 
 
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.stop_quietly()
-
-
 def post(
     agent: AgentProcess, path: str, body: bytes, headers: dict[str, str]
 ) -> tuple[int, dict[str, Any], Any]:
     return agent.request("POST", path, body, headers)
-
-
-def verify_bucket_cli(endpoint: str, bucket: str, public_key: Path) -> dict[str, Any]:
-    result = run_cli(
-        "verify",
-        "--bucket",
-        bucket,
-        "--prefix",
-        "audit",
-        "--endpoint-url",
-        endpoint,
-        "--public-key",
-        public_key,
-        "--json",
-        "--no-progress",
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
 
 
 def by_id(events: list[dict[str, Any]], fmt: str) -> dict[str, list[dict[str, Any]]]:
@@ -241,7 +117,8 @@ def test_every_producer_is_archived_as_sent(  # one archive, every producer
     endpoint, bucket = locked_bucket
     audit_log = tmp_path / "audit.log"
     audit_log.write_bytes(fixture("k8s-audit.log"))
-    agent = AgentProcess(
+    agent = launch(
+        agents,
         tmp_path,
         endpoint,
         bucket,
@@ -256,7 +133,6 @@ def test_every_producer_is_archived_as_sent(  # one archive, every producer
             "enduser.id",
         ),
     )
-    agents.append(agent)
     agent.start().wait_ready()
     items = k8s_items()
 
@@ -410,7 +286,8 @@ def test_every_producer_is_archived_as_sent(  # one archive, every producer
     assert metric(agent, 'audit_archiver_events_deduplicated_total{format="k8s-audit"}') == 8
     assert agent.terminate() == 0
 
-    verify_bucket_cli(endpoint, bucket, agent.public_key)
+    code, report = verify_in_bucket(endpoint, bucket, "--public-key", agent.public_key)
+    assert code == 0, report
     events = archived_events(endpoint, bucket, agent.public_key, tmp_path / "download")
     k8s = by_id(events, "k8s-audit")
     for audit_id, expected in K8S_EXPECTED.items():
@@ -455,59 +332,22 @@ def metric(agent: AgentProcess, name: str) -> float:
 # --- kube-apiserver with a client certificate (webhook kubeconfig client-certificate) -----
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _issue(
-    subject: str, issuer_key: Any, issuer: str, *, ca: bool = False
-) -> tuple[Any, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    return key, builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _write(path: Path, key: Any, cert: x509.Certificate) -> tuple[Path, Path]:
-    key_path = path.with_suffix(".key")
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    cert_path = path.with_suffix(".crt")
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
-
-
 def test_kube_apiserver_webhook_with_a_client_certificate(
     tmp_path: Path, locked_bucket: tuple[str, str], agents: list[AgentProcess]
 ) -> None:
     endpoint, bucket = locked_bucket
     pki = tmp_path / "pki"
     pki.mkdir()
-    ca_key, ca_cert = _issue("audit-ca", None, "audit-ca", ca=True)
-    ca, _ = _write(pki / "ca", ca_key, ca_cert)
-    server, server_key = _write(pki / "server", *_issue("audit-archiver", ca_key, "audit-ca"))
-    client, client_key = _write(pki / "client", *_issue("kube-apiserver", ca_key, "audit-ca"))
-    agent = AgentProcess(
+    ca_key, ca_cert = issue("audit-ca", None, "audit-ca", ca=True)
+    ca, _ = write_pem(pki / "ca", ca_key, ca_cert)
+    server, server_key = write_pem(
+        pki / "server", *issue("audit-archiver", ca_key, "audit-ca", san=True)
+    )
+    client, client_key = write_pem(
+        pki / "client", *issue("kube-apiserver", ca_key, "audit-ca", san=True)
+    )
+    agent = launch(
+        agents,
         tmp_path,
         endpoint,
         bucket,
@@ -523,7 +363,6 @@ def test_kube_apiserver_webhook_with_a_client_certificate(
             str(ca),
         ),
     )
-    agents.append(agent)
     agent.start()
     wait_for(lambda: agent.port is not None or agent.exited(), 30, "listening")
     assert agent.port is not None, agent.logs
@@ -546,6 +385,7 @@ def test_kube_apiserver_webhook_with_a_client_certificate(
     assert answer == (200, {"accepted": 4, "deduplicated": 0, "first_seq": 0, "last_seq": 3})
     assert any(e.get("client") == "kube-apiserver" for e in agent.logs)
     assert agent.terminate() == 0
-    verify_bucket_cli(endpoint, bucket, agent.public_key)
+    code, report = verify_in_bucket(endpoint, bucket, "--public-key", agent.public_key)
+    assert code == 0, report
     events = archived_events(endpoint, bucket, agent.public_key, tmp_path / "download")
     assert {e["record"]["auditID"]: mapped(e) for e in events} == K8S_EXPECTED

@@ -18,6 +18,7 @@ from audit_archiver.core.segment import SealedSegment
 from audit_archiver.storage.s3 import S3Store
 from audit_archiver.verify.worker import PROCESS_THRESHOLD
 from tests.helpers import BASE_TIME, OTHER_SEED, build_stream, fixed_signer, forge
+from tests.integration.agent_process import verify_in_bucket
 from tests.integration.cli import run_cli
 from tests.s3server import (
     create_plain_bucket,
@@ -44,26 +45,9 @@ def upload(
 
 
 def verify(endpoint: str, bucket: str, *args: str | Path) -> tuple[int, dict[str, Any]]:
-    result = run_cli(
-        "verify",
-        "--bucket",
-        bucket,
-        "--prefix",
-        "audit",
-        "--endpoint-url",
-        endpoint,
-        "--region",
-        "us-east-1",
-        "--public-key",
-        PUBLIC,
-        "--json",
-        "--no-progress",
-        *args,
+    return verify_in_bucket(
+        endpoint, bucket, "--region", "us-east-1", "--public-key", PUBLIC, *args
     )
-    assert result.returncode in (0, 1), result.stderr
-    report = json.loads(result.stdout)
-    assert result.returncode == (0 if report["ok"] else 1)
-    return result.returncode, report
 
 
 def kinds(report: dict[str, Any]) -> list[tuple[str, str]]:

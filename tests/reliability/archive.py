@@ -24,8 +24,7 @@ from typing import Any
 
 from audit_archiver.core.segment import decompress_body, open_segment
 from audit_archiver.errors import MalformedSegmentError
-from tests.integration.agent_process import TOKEN
-from tests.integration.cli import run_cli
+from tests.integration.agent_process import TOKEN, verify_in_bucket
 from tests.s3server import s3_client
 
 ACKED, NULL_SEQ, REFUSED, UNANSWERED = "acked", "acked-null-seq", "refused", "unanswered"
@@ -202,18 +201,4 @@ def delivery_problems(log: AckLog | list[Post], archive: Archive) -> list[str]:
 
 def verify_bucket(endpoint: str, bucket: str, public_key: Path) -> tuple[int, dict[str, Any]]:
     """Run ``audit-archiver verify --bucket --json``; return its exit code and report."""
-    result = run_cli(
-        "verify",
-        "--bucket",
-        bucket,
-        "--prefix",
-        "audit",
-        "--endpoint-url",
-        endpoint,
-        "--public-key",
-        public_key,
-        "--json",
-        "--no-progress",
-    )
-    assert result.returncode in (0, 1), result.stderr
-    return result.returncode, json.loads(result.stdout)
+    return verify_in_bucket(endpoint, bucket, "--public-key", public_key)

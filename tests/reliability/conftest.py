@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.agent_process import AgentProcess
 from tests.reliability.faultproxy import FaultProxy
 
 LONG = os.environ.get("AUDIT_ARCHIVER_LONG_TESTS") == "1"
@@ -26,15 +25,6 @@ for a stalled S3 read: each black hole or latency fault costs this instead of th
 def short_s3_read_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every agent started here (it inherits the environment) uses the short read timeout."""
     monkeypatch.setenv("AUDIT_ARCHIVER_S3_READ_TIMEOUT", S3_READ_TIMEOUT)
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    """Agents a test starts; each is killed (if still running) at teardown."""
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.stop_quietly()
 
 
 @pytest.fixture

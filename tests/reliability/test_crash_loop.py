@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_for
-from tests.integration.agent_process import AgentProcess, metric_value
+from tests.integration.agent_process import AgentProcess, launch, metric_value
 from tests.reliability import figures
 from tests.reliability.archive import (
     ACKED,
@@ -117,8 +117,7 @@ def test_crash_loop_of_sigkills_loses_no_acknowledged_event(
     print(f"crash loop seed {seed} (replay: AUDIT_ARCHIVER_SEED={seed})")
     endpoint, bucket = locked_bucket
     rng = random.Random(seed)
-    agent = AgentProcess(tmp_path, endpoint, bucket, args=BATCH_ARGS)
-    agents.append(agent)
+    agent = launch(agents, tmp_path, endpoint, bucket, args=BATCH_ARGS)
     log = AckLog()
     stop = threading.Event()
     errors: list[str] = []
@@ -192,8 +191,7 @@ def test_kills_around_the_acknowledgement_lose_nothing(
     started = time.monotonic()
     for point in POINTS * rounds:
         env = {} if point == "after-answer" else {"AUDIT_ARCHIVER_FAILPOINTS": point}
-        agent = AgentProcess(tmp_path, endpoint, bucket, args=BATCH_ARGS, env=env)
-        agents.append(agent)
+        agent = launch(agents, tmp_path, endpoint, bucket, args=BATCH_ARGS, env=env)
         agent.start()
         agent.wait_ready()
         assert agent.port is not None
@@ -216,8 +214,7 @@ def test_kills_around_the_acknowledgement_lose_nothing(
         assert agent.wait(30) == -signal.SIGKILL, (point, agent.logs[-10:])
         # Drain without failpoints, so the next armed agent fires on its own events
         # and not while recovering these.
-        drain = AgentProcess(tmp_path, endpoint, bucket, args=BATCH_ARGS)
-        agents.append(drain)
+        drain = launch(agents, tmp_path, endpoint, bucket, args=BATCH_ARGS)
         drain.start().wait_ready()
         _drain(drain, seed=0)
         if point == "before-ack":
@@ -227,8 +224,7 @@ def test_kills_around_the_acknowledgement_lose_nothing(
     posts = log.snapshot()
     assert sum(len(p.eids) for p in posts if p.outcome == ACKED) >= 5 * 4 * rounds
     assert sum(1 for p in posts if p.outcome == DURABLE) == rounds
-    final = AgentProcess(tmp_path, endpoint, bucket, args=BATCH_ARGS)
-    agents.append(final)
+    final = launch(agents, tmp_path, endpoint, bucket, args=BATCH_ARGS)
     final.start()
     final.wait_ready()
     archive = _drain_and_check(final, posts, endpoint, bucket, seed=0)

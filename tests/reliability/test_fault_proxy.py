@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_for
-from tests.integration.agent_process import AgentProcess
+from tests.integration.agent_process import AgentProcess, launch
 from tests.reliability import figures
 from tests.reliability.archive import (
     ACKED,
@@ -38,14 +38,13 @@ SLOW_FAULTS = ("latency", "blackhole")  # each costs one 10 s read timeout
 def _agent(
     agents: list[AgentProcess], workdir: Path, proxy: FaultProxy, bucket: str, *extra: str
 ) -> AgentProcess:
-    agent = AgentProcess(
+    return launch(
+        agents,
         workdir,
         proxy.url,
         bucket,
         args=("--batch-max-events", "10", "--grace-period", "30", *extra),
     )
-    agents.append(agent)
-    return agent
 
 
 def _post_batches(agent: AgentProcess, log: AckLog, tag: str, count: int) -> None:

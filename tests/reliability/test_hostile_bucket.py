@@ -20,7 +20,7 @@ import pytest
 
 from audit_archiver.core.layout import segment_key
 from tests.helpers import build_stream, fixed_signer, wait_for
-from tests.integration.agent_process import AgentProcess, metric_value
+from tests.integration.agent_process import AgentProcess, launch, metric_value
 from tests.reliability import figures
 from tests.reliability.archive import (
     ACKED,
@@ -37,8 +37,7 @@ FIRST_EVENTS = 12  # three segments of 4 (--batch-max-events 4)
 def _first_run(
     tmp_path: Path, endpoint: str, bucket: str, agents: list[AgentProcess], log: AckLog
 ) -> list[str]:
-    agent = AgentProcess(tmp_path, endpoint, bucket, args=("--batch-max-events", "4"))
-    agents.append(agent)
+    agent = launch(agents, tmp_path, endpoint, bucket, args=("--batch-max-events", "4"))
     agent.start().wait_ready()
     assert agent.port is not None
     for n in range(3):
@@ -64,8 +63,9 @@ def _second_run(
     *,
     spool: Path | None,
 ) -> AgentProcess:
-    agent = AgentProcess(tmp_path, endpoint, bucket, spool=spool, args=("--batch-max-events", "4"))
-    agents.append(agent)
+    agent = launch(
+        agents, tmp_path, endpoint, bucket, spool=spool, args=("--batch-max-events", "4")
+    )
     agent.start().wait_ready()
     assert agent.port is not None
     for n in range(3):
@@ -183,10 +183,9 @@ def test_access_denied_on_uploads_is_surfaced_and_events_are_kept(
     log = AckLog()
     with _iam_enforced(endpoint) as credentials:
         user = credentials.pop("user")
-        agent = AgentProcess(
-            tmp_path, endpoint, bucket, env=credentials, args=("--batch-max-events", "4")
+        agent = launch(
+            agents, tmp_path, endpoint, bucket, env=credentials, args=("--batch-max-events", "4")
         )
-        agents.append(agent)
         agent.start()
         wait_for(lambda: agent.port is not None or agent.exited(), 30, "the listening log")
         assert not agent.exited(), agent.logs[-10:]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tests.helpers import wait_for
-from tests.integration.agent_process import AgentProcess, peak_rss_bytes
+from tests.integration.agent_process import AgentProcess, launch, peak_rss_bytes
 from tests.reliability import figures
 from tests.reliability.archive import body_of, read_archive, verify_bucket
 
@@ -64,10 +64,14 @@ def test_poison_lines_on_stdin_are_skipped(
     tmp_path: Path, locked_bucket: tuple[str, str], agents: list[AgentProcess]
 ) -> None:
     endpoint, bucket = locked_bucket
-    agent = AgentProcess(
-        tmp_path, endpoint, bucket, listen=False, args=("--stdin", "--max-line-bytes", "65536")
+    agent = launch(
+        agents,
+        tmp_path,
+        endpoint,
+        bucket,
+        listen=False,
+        args=("--stdin", "--max-line-bytes", "65536"),
     )
-    agents.append(agent)
     agent.start(stdin=subprocess.PIPE)
     assert agent.process is not None and agent.process.stdin is not None
     agent.process.stdin.write(_poisoned_feed(0, 10))
@@ -84,8 +88,7 @@ def test_a_huge_line_without_newline_costs_bounded_memory_and_linear_time(
     endpoint, bucket = locked_bucket
     feed = tmp_path / "app.log"
     feed.write_bytes(body_of(["before"]))
-    agent = AgentProcess(tmp_path, endpoint, bucket, args=("--tail", str(feed)))
-    agents.append(agent)
+    agent = launch(agents, tmp_path, endpoint, bucket, args=("--tail", str(feed)))
     agent.start().wait_ready()
     assert agent.process is not None
     position = tmp_path / "spool" / "tail.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_for
-from tests.integration.agent_process import AgentProcess
+from tests.integration.agent_process import AgentProcess, launch
 from tests.reliability import figures
 from tests.reliability.archive import (
     ACKED,
@@ -43,8 +43,7 @@ def test_fresh_spool_during_an_outage_accepts_events(
     endpoint, bucket = locked_bucket
     log = AckLog()
     if history:  # a previous pod wrote segments; its spool is gone
-        earlier = AgentProcess(tmp_path, endpoint, bucket, spool=tmp_path / "old-spool")
-        agents.append(earlier)
+        earlier = launch(agents, tmp_path, endpoint, bucket, spool=tmp_path / "old-spool")
         earlier.start().wait_ready()
         assert earlier.port is not None
         assert log.send(earlier.port, [f"old-{i}" for i in range(7)]).outcome == ACKED
@@ -53,8 +52,7 @@ def test_fresh_spool_during_an_outage_accepts_events(
         proxy.refuse()
     else:
         proxy.add("blackhole", count=None, match=everything)
-    agent = AgentProcess(tmp_path, proxy.url, bucket, args=("--batch-max-events", "10"))
-    agents.append(agent)
+    agent = launch(agents, tmp_path, proxy.url, bucket, args=("--batch-max-events", "10"))
     agent.start()
     wait_for(lambda: agent.port is not None or agent.exited(), 30, "the listening log")
     assert not agent.exited(), agent.logs

@@ -11,7 +11,6 @@ import pytest
 from audit_archiver.agent.pipeline import Agent
 from audit_archiver.agent.sealer import StreamSealer
 from audit_archiver.agent.uploader import Backoff
-from audit_archiver.config import AgentSettings, BatchLimits
 from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.event import encode_event
 from audit_archiver.core.line import EncodedEvents
@@ -24,7 +23,7 @@ from audit_archiver.errors import (
     StreamForkedError,
 )
 from audit_archiver.verify.verifier import Verifier, VerifyOptions
-from tests.helpers import fixed_signer, kinds, sample_event, trust_policy, wait_for
+from tests.helpers import agent_settings, fixed_signer, kinds, sample_event, trust_policy, wait_for
 from tests.memory_store import MemoryStore
 
 FAST = Backoff(base=0.01, cap=0.05)
@@ -37,17 +36,7 @@ def make_agent(
     signer: Signer | None = None,
     **batch: float | None,
 ) -> Agent:
-    limits = BatchLimits(**{"max_events": 10, "max_age": 30.0, **batch})  # type: ignore[arg-type]
-    settings = AgentSettings(
-        bucket="bkt",
-        prefix="audit",
-        stream="s1",
-        signing_key=Path("k"),
-        retention_days=3,
-        spool=spool,
-        batch=limits,
-        grace_period=grace_period,
-    )
+    settings = agent_settings(spool, grace_period=grace_period, **batch)
     signer = signer or fixed_signer()
     own_key = load_trusted_key(signer.public_pem())
     return Agent(settings, store, signer, own_key, backoff=FAST)

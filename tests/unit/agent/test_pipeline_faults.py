@@ -18,7 +18,6 @@ from pathlib import Path
 from audit_archiver.agent.pipeline import Agent
 from audit_archiver.agent.sealer import StreamSealer
 from audit_archiver.agent.uploader import Backoff
-from audit_archiver.config import AgentSettings, BatchLimits
 from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.event import encode_event
 from audit_archiver.core.layout import segment_key
@@ -33,7 +32,7 @@ from audit_archiver.errors import (
 )
 from audit_archiver.storage.base import ObjectInfo
 from audit_archiver.verify.verifier import Verifier, VerifyOptions
-from tests.helpers import fixed_signer, kinds, sample_event, trust_policy, wait_for
+from tests.helpers import agent_settings, fixed_signer, kinds, sample_event, trust_policy, wait_for
 from tests.memory_store import MemoryStore
 
 FAST = Backoff(base=0.01, cap=0.05)
@@ -53,17 +52,7 @@ def make_agent(
     start_wait: float = 5.0,
     **batch: float,
 ) -> Agent:
-    limits = BatchLimits(**{"max_events": 10, "max_age": 30.0, **batch})  # type: ignore[arg-type]
-    settings = AgentSettings(
-        bucket="bkt",
-        prefix="audit",
-        stream="s1",
-        signing_key=Path("k"),
-        retention_days=3,
-        spool=spool,
-        batch=limits,
-        grace_period=grace,
-    )
+    settings = agent_settings(spool, grace_period=grace, **batch)
     signer = fixed_signer()
     own = load_trusted_key(signer.public_pem())
     return Agent(settings, store, signer, own, backoff=backoff, start_wait=start_wait)

@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from audit_archiver.agent.pipeline import Agent
 from audit_archiver.agent.sealer import ForeignObject, StreamSealer, recover_chain_head
 from audit_archiver.agent.uploader import Backoff
-from audit_archiver.config import AgentSettings, BatchLimits
 from audit_archiver.core.chain import ChainHead, link_faults
 from audit_archiver.core.event import encode_event
 from audit_archiver.core.line import EncodedEvents
@@ -27,6 +26,7 @@ from audit_archiver.core.seal import Seal, parse_seal, signing_message
 from audit_archiver.core.segment import open_segment
 from audit_archiver.core.signing import Ed25519Signer, TrustedKey, load_trusted_key
 from audit_archiver.errors import ConfigurationError, IntegrityError
+from tests.helpers import agent_settings
 from tests.memory_store import MemoryStore
 
 FAST = Backoff(base=0.01, cap=0.05)
@@ -52,16 +52,7 @@ def make_agent(
     clock: Callable[[], datetime] = lambda: T0,
     grace_period: float = 5.0,
 ) -> Agent:
-    settings = AgentSettings(
-        bucket="bkt",
-        prefix="audit",
-        stream="s1",
-        signing_key=Path("k"),
-        retention_days=3,
-        spool=spool,
-        batch=BatchLimits(max_events=10, max_age=30.0),
-        grace_period=grace_period,
-    )
+    settings = agent_settings(spool, grace_period=grace_period)
     own = load_trusted_key(signer.public_pem())
     return Agent(settings, store, signer, own, previous_keys=previous, clock=clock, backoff=FAST)
 

@@ -55,6 +55,7 @@ from tests.integration.cli import BIN
 from tests.s3server import (
     create_locked_bucket,
     create_plain_bucket,
+    held_object,
     moto_s3_backend,
     overwrite_stored_bytes,
     s3_client,
@@ -188,15 +189,7 @@ def test_put_new_after_a_delete_marker_adds_a_version(locked_bucket: tuple[str, 
 
 def test_fetch_reads_retention_from_the_get_response(locked_bucket: tuple[str, str]) -> None:
     """One GetObject per object: no HeadObject for retention, legal hold or checksum."""
-    endpoint, bucket = locked_bucket
-    client = s3_client(endpoint)
-    store = S3Store(bucket, client)
-    info = store.put_new("seg/0", b"sealed bytes", retain_until=RETAIN_UNTIL)
-    client.put_object_legal_hold(
-        Bucket=bucket, Key="seg/0", VersionId=info.version_id, LegalHold={"Status": "ON"}
-    )
-    operations: list[str] = []
-    client.meta.events.register("before-call.s3", lambda model, **_: operations.append(model.name))
+    store, info, operations = held_object(*locked_bucket, b"sealed bytes", RETAIN_UNTIL)
     data, fetched = store.fetch("seg/0", info.version_id)
     assert operations == ["GetObject"]
     assert data == b"sealed bytes"

@@ -30,7 +30,7 @@ from audit_archiver.errors import (
 )
 from audit_archiver.storage.base import ObjectInfo, ObjectStream
 from audit_archiver.storage.s3 import S3Store
-from tests.s3server import overwrite_stored_bytes, s3_client
+from tests.s3server import held_object, overwrite_stored_bytes, s3_client
 
 RETAIN_UNTIL = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
 
@@ -48,15 +48,7 @@ def drain(stream: ObjectStream, size: int, received: list[bytes]) -> None:
 def test_open_object_is_one_get_with_retention_from_its_headers(
     locked_bucket: tuple[str, str],
 ) -> None:
-    endpoint, bucket = locked_bucket
-    client = s3_client(endpoint)
-    store = S3Store(bucket, client)
-    info = store.put_new("seg/0", b"sealed bytes", retain_until=RETAIN_UNTIL)
-    client.put_object_legal_hold(
-        Bucket=bucket, Key="seg/0", VersionId=info.version_id, LegalHold={"Status": "ON"}
-    )
-    operations: list[str] = []
-    client.meta.events.register("before-call.s3", lambda model, **_: operations.append(model.name))
+    store, info, operations = held_object(*locked_bucket, b"sealed bytes", RETAIN_UNTIL)
     with store.open_object("seg/0", info.version_id, max_bytes=12) as stream:
         assert stream.info == ObjectInfo(
             key="seg/0",

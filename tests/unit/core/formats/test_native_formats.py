@@ -15,50 +15,17 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 
 from audit_archiver.core.formats import FORMATS, FormatOptions, encode_format_body
 from audit_archiver.errors import EventValidationError
+from tests.helpers import (
+    CLOUDTRAIL_EXPECTED,
+    GCP_EXPECTED,
+    GCP_PRIVATE_EXPECTED,
+    mapped,
+)
+from tests.helpers import K8S_EXPECTED as K8S_BY_AUDIT_ID
 
 from .conftest import decoded, fixture
 
-MAPPED = ("actor", "action", "resource", "time", "source_ip", "outcome")
-
-
-def mapped(event: dict[str, object]) -> dict[str, object]:
-    return {name: event[name] for name in MAPPED if name in event}
-
-
-K8S_EXPECTED = [
-    {
-        "actor": "minikube-user",
-        "action": "create",
-        "resource": "configmaps/default/my-config",
-        "time": "2018-10-26T13:13:03.544952Z",
-        "source_ip": "192.168.99.1",
-        "outcome": "allow 201",
-    },
-    {
-        "actor": "system:serviceaccount:kube-system:elastic-agent",
-        "action": "get",
-        "resource": "coordination.k8s.io/leases/kube-system/elastic-agent-cluster-test",
-        "time": "2025-07-16T10:12:56.563177Z",
-        "source_ip": "67.43.156.1",
-        "outcome": "allow 200",
-    },
-    {
-        "actor": "jane.doe@example.com",
-        "action": "delete",
-        "resource": "configmaps/default/my-config",
-        "time": "2018-10-26T13:13:33.773884Z",
-        "source_ip": "192.168.99.1",
-        "outcome": "allow 200",
-    },
-    {
-        "actor": "system:anonymous",
-        "action": "get",
-        "resource": "/",
-        "time": "2021-07-06T08:26:58.687Z",
-        "source_ip": "10.128.0.1",
-        "outcome": "forbid 403",
-    },
-]
+K8S_EXPECTED = list(K8S_BY_AUDIT_ID.values())
 K8S_KEYS = (
     "155b887c-c27c-4fdb-9667-999f74512d0a|ResponseComplete",
     "abcde12345|ResponseComplete",
@@ -121,21 +88,8 @@ def test_cloudtrail_records_file() -> None:
     batch = encode_format_body("cloudtrail", fixture("cloudtrail-records.json"), None)
     events = decoded(batch.events.data)
     assert [mapped(e) for e in events] == [
-        {
-            "actor": "arn:aws:iam::123456789012:user/Alice",
-            "action": "cloudtrail.amazonaws.com:UpdateTrail",
-            "resource": "cloudtrail.amazonaws.com",
-            "time": "2016-07-14T19:15:45Z",
-            "source_ip": "205.251.233.182",
-            "outcome": "failure",
-        },
-        {
-            "actor": "AWS Internal",
-            "action": "kms.amazonaws.com:RotateKey",
-            "resource": "arn:aws:kms:us-east-2:123456789012:key/7944f0ec-EXAMPLE",
-            "time": "2019-06-02T00:06:08Z",
-            "outcome": "success",
-        },
+        CLOUDTRAIL_EXPECTED["b7d4398e-b2f0-4faa-9c76-e2d316a8d67f"],
+        CLOUDTRAIL_EXPECTED["234f004b-EXAMPLE"],
     ]
     assert [e["record"] for e in events] == json.loads(fixture("cloudtrail-records.json"))[
         "Records"
@@ -149,13 +103,7 @@ def test_cloudtrail_records_file() -> None:
 def test_cloudtrail_eventbridge_envelope_and_bare_records() -> None:
     envelope = fixture("cloudtrail-eventbridge.json")
     detail = json.loads(envelope)["detail"]
-    expected = {
-        "actor": "arn:aws:iam::123456789012:user/Bob",
-        "action": "autoscaling.amazonaws.com:RegisterScalableTarget",
-        "resource": "autoscaling.amazonaws.com",
-        "time": "2022-07-13T16:50:15Z",
-        "outcome": "success",
-    }
+    expected = CLOUDTRAIL_EXPECTED["49d14f36-6450-44a5-a501-b0fdcdfaeb98"]
     for body in (envelope, json.dumps(detail).encode(), json.dumps([detail, detail]).encode()):
         batch = encode_format_body("cloudtrail", body, None)
         for event in decoded(batch.events.data):
@@ -177,14 +125,7 @@ def test_cloudtrail_resource_arn_and_principal_fallback() -> None:
     assert (event["actor"], event["resource"]) == ("AIDAEXAMPLE", "arn:aws:s3:::bucket/key")
 
 
-GCP_DENIED = {
-    "actor": "xxx@xxx.xxx",
-    "action": "beta.compute.instances.aggregatedList",
-    "resource": "projects/elastic-beats/global/instances",
-    "time": "2019-12-19T00:44:25.051Z",
-    "source_ip": "192.168.1.1",
-    "outcome": "failure 7",
-}
+GCP_DENIED = GCP_EXPECTED["yonau3dc2zi"]
 
 
 def test_gcp_entries() -> None:
@@ -192,14 +133,7 @@ def test_gcp_entries() -> None:
     events = decoded(batch.events.data)
     assert [mapped(e) for e in events] == [
         GCP_DENIED,
-        {
-            "actor": "user@mycompany.com",
-            "action": "beta.compute.instances.stop",
-            "resource": "projects/foo/zones/us-central1-a/instances/win10-test",
-            "time": "2020-08-05T16:56:40.428Z",
-            "source_ip": "67.43.156.13",
-            "outcome": "success",
-        },
+        GCP_EXPECTED["-c7ctxmd2zab"],
     ]
     assert [e["record"] for e in events] == decoded(fixture("gcp-entries.ndjson"))
     assert batch.dedupe_keys == (
@@ -211,12 +145,7 @@ def test_gcp_entries() -> None:
 def test_gcp_private_caller_is_stored_not_typed() -> None:
     body = fixture("gcp-entry-private.json")
     (event,) = decoded(encode_format_body("gcp-audit", body, None).events.data)
-    assert mapped(event) == {  # no timestamp in this entry: no typed time
-        "actor": "service@gcp-sa-scc-notification.iam.gserviceaccount.com",
-        "action": "google.cloud.bigquery.v2.TableService.PatchTable",
-        "resource": "projects/someproject/datasets/someds/tables/sometbl",
-        "outcome": "success",
-    }
+    assert mapped(event) == GCP_PRIVATE_EXPECTED  # no timestamp in this entry: no typed time
     assert event["record"] == json.loads(body)
     assert event["record"]["protoPayload"]["requestMetadata"]["callerIp"] == "private"  # type: ignore[index]
     array = b"[" + body + b"," + body + b"]"
