@@ -137,6 +137,7 @@ _PUBLIC_ACCESS_FLAGS = (
 _ANY_SIZE = 1 << 62  # fetch() reads whole objects (the agent's own segments), unbounded
 _FETCH_CHUNK = 1 << 20
 
+
 class S3Store:
     """Objects in one S3 bucket, written once under Object Lock.
 
