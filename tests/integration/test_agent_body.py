@@ -5,6 +5,7 @@ process tree stays under the documented bound whatever 10 MiB bodies hold."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -103,6 +104,17 @@ def _k8s_float_event(number: int) -> bytes:
     )
 
 
+# In CI the worst shape of each kind runs (refused before parsing, most events, largest
+# events, expanding encodings); AUDIT_ARCHIVER_LONG_TESTS=1 runs every shape.
+LONG = os.environ.get("AUDIT_ARCHIVER_LONG_TESTS") == "1"
+_LONG_ONLY = (
+    "empty objects",
+    "tiny events, array",
+    "deepest events",
+    "floats, diluted under the cap",
+)
+
+
 # shape -> (path, body, the status every copy must get)
 def _shapes() -> dict[str, tuple[str, bytes, int | None]]:
     shapes: dict[str, tuple[str, bytes, int | None]] = {
@@ -163,7 +175,8 @@ def test_memory_stays_under_the_bound_whatever_the_bodies_hold(
     assert agent.process is not None
     answers: dict[str, list[int]] = {}
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    for shape, (path, body, _) in _shapes().items():
+    shapes = {name: shape for name, shape in _shapes().items() if LONG or name not in _LONG_ONLY}
+    for shape, (path, body, _) in shapes.items():
         statuses: list[int] = []
         threads = [
             threading.Thread(
@@ -186,10 +199,13 @@ def test_memory_stays_under_the_bound_whatever_the_bodies_hold(
         )
     peak = peak_rss_bytes(agent.process.pid, children=True)
     print(f"peak VmHWM of the agent's process tree: {peak / MiB:.0f} MiB (bound {BOUND / MiB:.0f})")
-    assert answers["lists"] == answers["empty objects"] == [400] * (CONCURRENT + 2)
+    for shape in ("lists", "empty objects"):
+        if shape in shapes:
+            assert answers[shape] == [400] * (CONCURRENT + 2), (shape, answers[shape])
     for shape in ("tiny events, array", "tiny events, ndjson", "deepest events", "longest events"):
-        assert answers[shape] == [200] * (CONCURRENT + 2), (shape, answers[shape])
-    for shape, (_, _, expected) in _shapes().items():
+        if shape in shapes:
+            assert answers[shape] == [200] * (CONCURRENT + 2), (shape, answers[shape])
+    for shape, (_, _, expected) in shapes.items():
         if expected is not None:
             assert answers[shape] == [expected] * (CONCURRENT + 2), (shape, answers[shape])
     assert peak < BOUND, f"{peak / MiB:.0f} MiB"
