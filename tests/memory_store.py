@@ -150,6 +150,10 @@ class MemoryStore:
             raise ObjectTooLargeError(key, limit=max_bytes, size=info.size)
         return BytesStream(self._find(key, version_id).data, info, max_bytes=max_bytes)
 
+    def read_head(self, key: str, version_id: str | None = None, *, size: int) -> bytes:
+        self._check("read_head")
+        return self._find(key, version_id).data[:size]
+
     def bucket_settings(self) -> BucketSettings:
         """A bucket as ``locked`` says: fully Object-Locked, or plain and unversioned."""
         self._check("bucket_settings")

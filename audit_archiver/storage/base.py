@@ -162,6 +162,19 @@ class ObjectStore(Protocol):
         """
         ...
 
+    def read_head(self, key: str, version_id: str | None = None, *, size: int) -> bytes:
+        """Return the first ``size`` bytes of ``key`` (fewer when it is shorter): one
+        ranged read, so a seal frame can be read without downloading the body. No
+        store checksum covers a part of an object: the caller authenticates what it
+        reads (a seal's signature).
+
+        Raises:
+            ObjectNotFoundError: no such object or version.
+            StorageUnavailableError: the store could not be reached (retrying may help).
+            StorageError: the store failed or refused.
+        """
+        ...
+
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
         """Return metadata of ``key`` (the latest version, or ``version_id``).
 

@@ -128,6 +128,24 @@ class LocalDirectoryStore:
             raise ObjectTooLargeError(key, limit=max_bytes, size=stream.info.size)
         return stream
 
+    def read_head(self, key: str, version_id: str | None = None, *, size: int) -> bytes:
+        """Return the first ``size`` bytes of the file at ``key`` (fewer if it is shorter).
+
+        Raises:
+            ValueError: ``size`` is not positive.
+            ObjectNotFoundError: no such file (or a version id was asked for).
+            StorageError: the file cannot be opened or read, or is not a regular file.
+        """
+        if size <= 0:
+            raise ValueError("read_head size must be positive")
+        parts: list[bytes] = []
+        received = 0
+        with self._open(key, version_id) as stream:
+            while received < size and (chunk := stream.read(size - received)):
+                parts.append(chunk)
+                received += len(chunk)
+        return b"".join(parts)
+
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
         """Return the size of the file at ``key``.
 

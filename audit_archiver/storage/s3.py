@@ -287,6 +287,44 @@ class S3Store:
             raise ObjectTooLargeError(key, limit=max_bytes, size=size)
         return stream
 
+    def read_head(self, key: str, version_id: str | None = None, *, size: int) -> bytes:
+        """Return the first ``size`` bytes of ``key`` (or of ``version_id``): one GetObject
+        with ``Range: bytes=0-(size-1)``. S3 holds no checksum of a range, so none is
+        checked; the caller authenticates the bytes.
+
+        Raises:
+            ValueError: ``size`` is not positive.
+            ObjectNotFoundError: no such object or version (or it is a delete marker).
+            StorageUnavailableError: S3 could not be reached or asked to retry later.
+            StorageError: S3 refused.
+        """
+        if size <= 0:
+            raise ValueError("read_head size must be positive")
+        try:
+            response = self._client.get_object(
+                Range=f"bytes=0-{size - 1}", **self._params(key, version_id)
+            )
+        except ClientError as e:
+            if _code(e) == "InvalidRange":  # an empty object has no byte 0
+                return b""
+            raise self._read_error(e, "GetObject", key, version_id) from e
+        except BotoCoreError as e:
+            raise self._read_error(e, "GetObject", key, version_id) from e
+        body = response["Body"]
+        try:
+            parts: list[bytes] = []
+            received = 0
+            while received < size and (chunk := body.read(size - received)):
+                parts.append(chunk)
+                received += len(chunk)
+            return b"".join(parts)[:size]
+        except (ClientError, BotoCoreError, URLLib3HTTPError, OSError) as e:
+            raise StorageUnavailableError(
+                f"S3 GetObject {self._where(key, version_id)}: the read failed ({e})"
+            ) from e
+        finally:
+            body.close()
+
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
         """Return size, checksum, retention and legal hold of ``key`` (or of ``version_id``).
 

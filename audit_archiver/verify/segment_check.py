@@ -29,25 +29,29 @@ kept (whole lines, up to ``max_line_bytes``, only with ``deep``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from audit_archiver.core.encoding import parse_rfc3339
 from audit_archiver.core.line import HEADER_MAX_BYTES, canonical_line_fault, parse_line_prefix
 from audit_archiver.core.merkle import MerkleFolder
-from audit_archiver.core.seal import Seal, SealRejectedError, authenticate_seal, seal_hash
-from audit_archiver.core.segment import BodyInflater, parse_signature_line, read_seal_frame
+from audit_archiver.core.seal import Seal, SealRejectedError, seal_hash
+from audit_archiver.core.segment import BodyInflater, read_seal_frame
 from audit_archiver.errors import MalformedSegmentError
 from audit_archiver.verify.problems import Notice, Problem
+from audit_archiver.verify.seal_reader import authenticate_frame, key_faults
 
 if TYPE_CHECKING:
     from audit_archiver.core.trust import TrustPolicy
 
-__all__ = ["Limits", "Readable", "SegmentResult", "check_segment"]
+__all__ = ["Limits", "LineSink", "Readable", "SegmentResult", "check_segment"]
 
 MiB = 1024 * 1024
 READ_CHUNK = 256 * 1024
+
+
+LineSink = Callable[[int, bytes | None, bytes], None]
+"""``on_line(index, line, leaf)``: see :func:`check_segment`."""
 
 
 class Readable(Protocol):
@@ -183,6 +187,7 @@ def check_segment(
     expected_object_key: str | None = None,
     limits: Limits | None = None,
     deep: bool = False,
+    on_line: LineSink | None = None,
 ) -> SegmentResult:
     """Check one stored segment read from ``stream`` and return every problem found.
 
@@ -192,13 +197,20 @@ def check_segment(
     it (a folder whose prefix is unknown) the seal's key must end with ``key``.
     ``deep`` also checks that each line is one canonical JSON object.
 
+    ``on_line(index, line, leaf)`` is called for each of the seal's
+    ``event_count`` lines of an authenticated segment, in order, as it is
+    checked: the line's index in the segment, its bytes (None when it is longer
+    than ``limits.max_line_bytes``) and its RFC 6962 leaf hash. The segment is
+    verified only when the returned result has no problems: keep what the sink
+    got until then (``query`` and ``prove`` do).
+
     Exceptions from ``stream.read`` (transport failures, the storage layer's
     own size limit and checksum) propagate: the caller decides what they mean.
     """
     limits = limits or Limits()
     out = _Findings(key, stream_id)
     source = _ByteCounter(stream, limits.max_object_bytes)
-    check = _Check(key, segment_seq, expected_object_key, limits, deep, out, source)
+    check = _Check(key, segment_seq, expected_object_key, limits, deep, out, source, on_line)
     try:
         check.run(policy)
     except _StopCheckError:
@@ -239,6 +251,7 @@ class _Check:
         deep: bool,
         out: _Findings,
         source: _ByteCounter,
+        on_line: LineSink | None,
     ) -> None:
         self.key = key
         self.segment_seq = segment_seq
@@ -247,6 +260,7 @@ class _Check:
         self.deep = deep
         self.out = out
         self.source = source
+        self.on_line = on_line
         self.seal: Seal | None = None
         self.seal_bytes = b""
         self.events = 0
@@ -260,25 +274,22 @@ class _Check:
     def run(self, policy: TrustPolicy) -> None:
         try:
             frame = read_seal_frame(self.source.read)
-            signature, signature_canonical = parse_signature_line(frame.signature_line)
         except MalformedSegmentError as e:
             raise self.fail("malformed_segment", str(e)) from None
         self.seal_bytes = frame.seal_bytes
         try:
-            seal, trusted = authenticate_seal(
-                frame.seal_bytes,
-                signature,
-                policy.key,
-                signature_canonical=signature_canonical,
-                key=self.key,
-            )
+            seal, _ = authenticate_frame(frame, policy, key=self.key)
         except SealRejectedError as e:
             raise self.fail(e.kind, str(e), found=e.found) from None
-        refusal = policy.refusal(trusted.key_id, seal.stream, seal.object_key, _sealed_at(seal))
-        if refusal is not None:
-            raise self.fail("key_not_allowed", refusal, found=trusted.key_id)
         self.seal = seal
-        self.check_key(seal)
+        for fault in key_faults(
+            seal,
+            self.key,
+            stream=self.out.stream,
+            segment_seq=self.segment_seq,
+            expected_object_key=self.expected_object_key,
+        ):
+            self.out.add("key_mismatch", fault.detail, fault.expected, fault.found)
         if frame.container != seal.compression:
             self.out.add(
                 "malformed_segment",
@@ -288,34 +299,6 @@ class _Check:
             )
         self.check_body(seal, frame.container)
 
-    def check_key(self, seal: Seal) -> None:
-        out = self.out
-        if self.expected_object_key is not None:
-            matches = seal.object_key == self.expected_object_key
-        else:
-            matches = seal.object_key == self.key or seal.object_key.endswith("/" + self.key)
-        if not matches:
-            out.add(
-                "key_mismatch",
-                "object is stored under another key than its seal names",
-                expected=self.expected_object_key or self.key,
-                found=seal.object_key,
-            )
-        if seal.stream != out.stream:
-            out.add(
-                "key_mismatch",
-                "seal belongs to another stream",
-                expected=out.stream,
-                found=seal.stream,
-            )
-        if seal.segment_seq != self.segment_seq:
-            out.add(
-                "key_mismatch",
-                "seal names another segment number",
-                expected=self.segment_seq,
-                found=seal.segment_seq,
-            )
-
     def check_body(self, seal: Seal, container: str) -> None:
         """Hash, size and inflate the stored body in one pass; check its lines."""
         out = self.out
@@ -324,7 +307,7 @@ class _Check:
         inflater: BodyInflater | None = BodyInflater(
             container, max_body_bytes=self.limits.max_body_bytes, max_window=self.limits.max_window
         )
-        lines = _Lines(seal, out, self.deep, self.limits.max_line_bytes)
+        lines = _Lines(seal, out, self.deep, self.limits.max_line_bytes, self.on_line)
         while chunk := self.source.read(READ_CHUNK):
             digest.update(chunk)
             size += len(chunk)
@@ -361,11 +344,6 @@ class _Check:
             self.events = lines.finish()
 
 
-def _sealed_at(seal: Seal) -> datetime:
-    # parse_seal has checked sealed_at: an archiver timestamp, a real UTC date.
-    return parse_rfc3339(seal.sealed_at)
-
-
 class _Lines:
     """Splits inflated pieces into event lines and checks each as it completes.
 
@@ -376,10 +354,19 @@ class _Lines:
     the Merkle root.
     """
 
-    def __init__(self, seal: Seal, out: _Findings, deep: bool, max_line_bytes: int) -> None:
+    def __init__(
+        self,
+        seal: Seal,
+        out: _Findings,
+        deep: bool,
+        max_line_bytes: int,
+        on_line: LineSink | None = None,
+    ) -> None:
         self.seal = seal
         self.out = out
         self.deep = deep
+        self.on_line = on_line
+        self.keep = deep or on_line is not None
         self.max_line = max_line_bytes
         self.merkle = MerkleFolder()
         self.count = 0
@@ -421,7 +408,7 @@ class _Lines:
         if self.partial is None:
             self.partial = hashlib.sha256(b"\x00")
             self.head, self.last_byte, self.partial_size = b"", b"", 0
-            self.parts = [] if self.deep else None
+            self.parts = [] if self.keep else None
         self.partial.update(part)
         self.partial_size += len(part)
         if len(self.head) < HEADER_MAX_BYTES:
@@ -433,10 +420,11 @@ class _Lines:
                 self.parts.append(part)
             else:
                 self.parts = None
-                self.out.add(
-                    "event_invalid",
-                    f"line {self.count + 1} is longer than {self.max_line} bytes",
-                )
+                if self.deep:
+                    self.out.add(
+                        "event_invalid",
+                        f"line {self.count + 1} is longer than {self.max_line} bytes",
+                    )
 
     def end_partial(self) -> None:
         assert self.partial is not None
@@ -449,12 +437,12 @@ class _Lines:
     def line(self, line: bytes) -> None:
         leaf = hashlib.sha256(b"\x00" + line).digest()
         header = parse_line_prefix(line) if line.endswith(b"}") else None
-        too_long = self.deep and len(line) > self.max_line
-        if too_long:
+        too_long = len(line) > self.max_line
+        if too_long and self.deep:
             self.out.add(
                 "event_invalid", f"line {self.count + 1} is longer than {self.max_line} bytes"
             )
-        self.check(leaf, header, None if too_long else line, long=too_long)
+        self.check(leaf, header, None if too_long else line, long=self.deep and too_long)
 
     def check(
         self, leaf: bytes, header: tuple[int, str] | None, line: bytes | None, *, long: bool
@@ -464,6 +452,8 @@ class _Lines:
         if index >= self.seal.event_count:
             return
         self.merkle.add(leaf)
+        if self.on_line is not None:
+            self.on_line(index, line, leaf)
         if header is None:
             self.out.add(
                 "event_invalid",

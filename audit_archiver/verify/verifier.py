@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -40,6 +40,7 @@ from audit_archiver.storage.base import BucketSettingsSource, ObjectStore, Objec
 from audit_archiver.storage.specs import S3Spec, StoreSpec
 from audit_archiver.verify.bucket_check import object_lock_problems
 from audit_archiver.verify.chain import StreamChain, seal_prefix
+from audit_archiver.verify.listing import StreamSegments, plan_streams
 from audit_archiver.verify.problems import Problem
 from audit_archiver.verify.report import Report
 from audit_archiver.verify.segment_check import Limits, SegmentResult
@@ -89,23 +90,6 @@ class VerifyOptions:
             validate_prefix(self.seal_prefix)
 
 
-@dataclass
-class _Stream:
-    """One stream's original segment versions, by segment number."""
-
-    segments: dict[int, list[tuple[SegmentKey, ObjectVersion]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
-
-    def originals_through(self, last: int) -> list[ObjectVersion]:
-        """The original version of every segment numbered ``last`` or less, in order."""
-        return [
-            version
-            for number in sorted(n for n in self.segments if n <= last)
-            for _, version in self.segments[number]
-        ]
-
-
 class Verifier:
     """Checks every segment under a prefix and every stream's chain."""
 
@@ -127,7 +111,7 @@ class Verifier:
         self._spec = spec
         self._bucket = bucket
         self._progress = progress
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, StreamSegments] = {}
         self._keys_seen: dict[str, set[str]] = defaultdict(set)
         self._prefixes: dict[str, Counter[str]] = defaultdict(Counter)
         self._first_key_of: dict[tuple[str, str], str] = {}
@@ -144,7 +128,10 @@ class Verifier:
         report = Report(self._source, incremental=bool(self._options.state))
         if self._options.check_bucket and self._bucket is not None:
             report.problems += self._bucket_problems(self._bucket)
-        self._streams = self._plan(self._store.list_versions(self._options.key_base), report)
+        self._streams, listed = plan_streams(
+            self._store.list_versions(self._options.key_base), self._options.key_base
+        )
+        report.problems += listed
         wanted = sorted(set(self._options.streams or self._streams) | self._state_streams())
         chains: dict[str, StreamChain] = {}
         tasks: list[SegmentTask] = []
@@ -184,50 +171,6 @@ class Verifier:
             name for name in state if not self._options.streams or name in self._options.streams
         }
 
-    def _plan(self, listing: Iterable[ObjectVersion], report: Report) -> dict[str, _Stream]:
-        by_key: dict[str, list[ObjectVersion]] = defaultdict(list)
-        for entry in listing:
-            by_key[entry.key].append(entry)
-        streams: dict[str, _Stream] = defaultdict(_Stream)
-        base = self._options.key_base
-        for key in sorted(by_key):
-            entries = by_key[key]
-            location = parse_segment_key(key[len(base) :])
-            if location is None or location.prefix:
-                report.problems.append(
-                    Problem("unexpected_object", key, "not a segment key of the layout")
-                )
-                continue
-            versions = [e for e in entries if not e.is_delete_marker]
-            for marker in (e for e in entries if e.is_delete_marker):
-                hides = "hides the segment" if marker.is_latest else "is an older delete marker"
-                report.problems.append(
-                    Problem(
-                        "delete_marker",
-                        key,
-                        f"delete marker {marker.version_id} {hides}",
-                        stream=location.stream,
-                        found=marker.version_id,
-                    )
-                )
-            if not versions:
-                continue
-            original = versions[-1]
-            for extra in versions[:-1]:
-                report.problems.append(
-                    Problem(
-                        "extra_version",
-                        key,
-                        f"version {extra.version_id} was written over the original"
-                        f" {original.version_id}; the original is verified",
-                        stream=location.stream,
-                        expected=original.version_id,
-                        found=extra.version_id,
-                    )
-                )
-            streams[location.stream].segments[location.segment_seq].append((location, original))
-        return streams
-
     def _task(self, location: SegmentKey, version: ObjectVersion) -> SegmentTask:
         seal_prefix = self._options.seal_prefix
         expected = None
@@ -240,7 +183,7 @@ class Verifier:
         )
 
     def _start(
-        self, name: str, stream: _Stream, report: Report
+        self, name: str, stream: StreamSegments, report: Report
     ) -> tuple[StreamChain, list[SegmentTask]]:
         numbers = sorted(stream.segments)
         saved = self._options.state.get(name)
@@ -282,7 +225,7 @@ class Verifier:
         ]
         return chain, tasks
 
-    def _behind_head(self, name: str, stream: _Stream, saved: StreamHead) -> list[Problem]:
+    def _behind_head(self, name: str, stream: StreamSegments, saved: StreamHead) -> list[Problem]:
         """What the listing shows behind a saved head: every segment still there, as the
         same original version (no download; the head itself is downloaded and compared,
         and a removed tail is ``truncated``).
@@ -337,7 +280,7 @@ class Verifier:
         )
         return problems
 
-    def _listing_digest(self, stream: _Stream, last: int) -> str:
+    def _listing_digest(self, stream: StreamSegments, last: int) -> str:
         """:func:`~audit_archiver.verify.state.history_digest` of segments 0..``last``:
         each original's version id, or in a folder (no versions) its content's SHA-256,
         from this run's check or, for segments it did not download, read (not parsed)."""
@@ -532,7 +475,7 @@ def _sibling_key(key: str, segment_seq: int) -> str:
     return segment_key(location.prefix, location.stream, segment_seq, location.compression)
 
 
-def _modified(stream: _Stream, segment_seq: int) -> str | None:
+def _modified(stream: StreamSegments, segment_seq: int) -> str | None:
     """When the original version of a stream's segment was stored (ISO 8601), if known."""
     moments = [v.last_modified for _, v in stream.segments.get(segment_seq, ())]
     known = [m for m in moments if m is not None]

@@ -161,3 +161,13 @@ def test_open_object_of_a_version(store: ObjectStore) -> None:
         assert read_all(stream) == b"first version"
     with pytest.raises(ObjectNotFoundError):
         store.open_object("k/v", "not-a-version-id", max_bytes=100)
+
+
+def test_read_head_reads_only_the_first_bytes(store: ObjectStore) -> None:
+    info = store.put_new("k/head", b"0123456789", retain_until=None)
+    assert store.read_head("k/head", info.version_id, size=4) == b"0123"
+    assert store.read_head("k/head", size=100) == b"0123456789"
+    store.put_new("k/empty", b"", retain_until=None)
+    assert store.read_head("k/empty", size=8) == b""
+    with pytest.raises(ObjectNotFoundError):
+        store.read_head("k/absent", size=8)
