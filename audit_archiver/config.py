@@ -11,14 +11,25 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from audit_archiver.core.event import MAX_EVENT_BYTES
 from audit_archiver.core.formats import FormatOptions
 from audit_archiver.core.layout import validate_prefix, validate_stream_id
 from audit_archiver.errors import ConfigurationError
 
-__all__ = ["LINE_FORMATS", "AgentSettings", "BatchLimits", "load_config_file", "parse_listen"]
+if TYPE_CHECKING:
+    from audit_archiver.core.timestamp import TsaTrust
+
+__all__ = [
+    "LINE_FORMATS",
+    "AgentSettings",
+    "BatchLimits",
+    "load_config_file",
+    "load_tsa_trust",
+    "parse_listen",
+]
 
 MiB = 1 << 20
 LINE_FORMATS = ("events", "k8s-audit", "cloudtrail", "gcp-audit")
@@ -87,6 +98,12 @@ class AgentSettings:
     """``/v1/logs``: log record attributes tried in order for ``actor``."""
     otlp_resource_attribute: str | None = None
     """``/v1/logs``: the attribute giving ``resource`` (else resource ``service.name``)."""
+    tsa_url: str | None = None
+    """An RFC 3161 Time-Stamping Authority (http or https) that stamps each seal hash."""
+    tsa_timeout: float = 5.0
+    """Seconds the whole exchange with the TSA may take (the segment is then sealed unstamped)."""
+    tsa_certs: tuple[Path, ...] = ()
+    """Trust anchors (PEM) every token must verify against before it is stored."""
 
     def format_options(self) -> FormatOptions:
         """The field choices of the formats that have them (OTLP)."""
@@ -152,6 +169,17 @@ class AgentSettings:
                 (self.signing_key is None) != (self.kms_key_id is None),
                 "give exactly one of --signing-key PATH and --kms-key-id ARN",
             ),
+            (
+                self.tsa_url is None or _is_http_url(self.tsa_url),
+                "--tsa-url must be an http:// or https:// URL with a host",
+            ),
+            (
+                self.tsa_url is None or not _has_userinfo(self.tsa_url),
+                "--tsa-url must not hold user info (user:password@): credentials in a URL"
+                " end up in process listings and logs",
+            ),
+            (0 < self.tsa_timeout <= 60, "--tsa-timeout must be from 0 to 60 seconds"),
+            (not self.tsa_certs or self.tsa_url is not None, "--tsa-cert needs --tsa-url"),
         ]
         for ok, message in checks:
             if not ok:
@@ -181,6 +209,51 @@ class AgentSettings:
         ]
 
 
+def _is_http_url(text: str) -> bool:
+    """An ``http``/``https`` URL with a host (and a valid port, if any), no white space."""
+    if not text.isprintable() or any(c.isspace() for c in text):
+        return False
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def load_tsa_trust(paths: tuple[Path, ...]) -> TsaTrust:
+    """The certificates of ``--tsa-cert`` PEM files (each may hold several): the trust
+    anchors a time-stamp token must chain to (the agent's and ``verify``'s option).
+
+    Raises:
+        ConfigurationError: no file, or one that cannot be read or holds no certificate.
+    """
+    from audit_archiver.core.timestamp import TsaTrust  # the RFC 3161 library: only when used
+
+    if not paths:
+        raise ConfigurationError("--tsa-cert: no file given")
+    trust = TsaTrust(())
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ConfigurationError(f"cannot read --tsa-cert {path}: {e.strerror}") from e
+        try:
+            trust += TsaTrust.from_pem(data)
+        except ValueError as e:
+            raise ConfigurationError(f"--tsa-cert {path}: {e}") from e
+    return trust
+
+
+def _has_userinfo(text: str) -> bool:
+    """Whether a URL names a user or password (``user:pass@host``)."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    return parts.username is not None or parts.password is not None
+
+
 def parse_listen(text: str) -> tuple[str, int] | Path:
     """Parse ``HOST:PORT`` (``[::1]:8080`` for IPv6) or ``unix:/absolute/path``.
 
@@ -196,8 +269,14 @@ def parse_listen(text: str) -> tuple[str, int] | Path:
             )
         return Path(path)
     host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ConfigurationError(f"--listen {text!r}: an IPv6 host is written [::1]:PORT")
+        host = host[1:-1]
+    elif ":" in host or "]" in host:
+        raise ConfigurationError(f"--listen {text!r}: an IPv6 host is written [::1]:PORT")
+    digits = port.isascii() and port.isdigit()
+    if not sep or not host or not digits or len(port) > 5 or int(port) > 65535:
         raise ConfigurationError(f"--listen {text!r} is not HOST:PORT")
     return host, int(port)
 

@@ -31,6 +31,7 @@ __all__ = [
     "ObjectExistsError",
     "ObjectNotFoundError",
     "ObjectTooLargeError",
+    "ProofError",
     "SignerError",
     "SignerPermanentError",
     "SignerUnavailableError",
@@ -40,6 +41,7 @@ __all__ = [
     "StoragePermanentError",
     "StorageUnavailableError",
     "StreamForkedError",
+    "TimestampError",
     "TransportChecksumError",
 ]
 
@@ -83,6 +85,24 @@ class StreamForkedError(IntegrityError):
     """Another writer stored a different segment under this stream's next key."""
 
 
+class TimestampError(IntegrityError):
+    """An RFC 3161 time-stamp token, or a TSA's answer, does not check out.
+
+    ``reason`` is a short stable label (``invalid_response``, ``not_granted``,
+    ``wrong_imprint``, ``wrong_nonce``, ``too_large``, ``invalid_token``,
+    ``untrusted``, ``too_early``): the agent counts failures by it.
+    """
+
+    def __init__(self, message: str, *, reason: str, key: str | None = None) -> None:
+        super().__init__(message, key=key)
+        self.reason = reason
+
+
+class ProofError(IntegrityError):
+    """No proof: the archive does not prove the event (``prove``: the problem found), or a
+    proof file is not a well-formed v1 proof (``verify-proof``)."""
+
+
 class StorageError(AuditArchiverError):
     """The object store (S3 or a local directory) failed or refused a request."""
 
@@ -101,6 +121,11 @@ class ObjectNotFoundError(StorageError):
     def __init__(self, key: str) -> None:
         super().__init__(f"no object at {key}")
         self.key = key
+
+
+class ObjectRefusedError(StorageError):
+    """The object is there but the store will not read it (in a folder: a symbolic link,
+    or not a regular file): a finding on that object, not a failure of the store."""
 
 
 class InputError(AuditArchiverError):

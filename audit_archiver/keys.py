@@ -2,10 +2,14 @@
 
 Private keys are unencrypted PKCS#8 PEM files readable by their owner only
 (mode 0600); loading one that the group or others can read fails, as ssh does.
+A key file is never written over anything already at its path (a file, or a
+link even if dangling): :func:`refuse_existing` is that one rule, for
+``keygen`` and ``kms-public-key --out`` alike.
 """
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -25,6 +29,8 @@ __all__ = [
     "load_public_key",
     "load_public_keys",
     "load_signer",
+    "refuse_existing",
+    "write_public_key",
 ]
 
 PRIVATE_KEY_NAME = "signing.key"
@@ -40,19 +46,54 @@ def generate_key_pair(directory: Path) -> tuple[Path, Path, str]:
     private_path = directory / PRIVATE_KEY_NAME
     public_path = directory / PUBLIC_KEY_NAME
     for path in (private_path, public_path):
-        if path.exists():
-            raise KeyFileError(f"{path} already exists; refusing to overwrite a key")
+        refuse_existing(path)
     pem = generate_ed25519_private_pem()
     signer = Ed25519Signer.from_pem(pem)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        write_new(private_path, pem, mode=0o600)  # exactly 0600 whatever the umask
-        write_new(public_path, signer.public_pem(), mode=0o644)
-    except FileExistsError as e:
-        raise KeyFileError(f"{e.filename} already exists; refusing to overwrite a key") from e
     except OSError as e:
         raise KeyFileError(f"cannot write key files in {directory}: {e.strerror}") from e
+    _write_key(private_path, pem, mode=0o600)  # exactly 0600 whatever the umask
+    _write_key(public_path, signer.public_pem(), mode=0o644)
     return private_path, public_path, signer.key_id
+
+
+def write_public_key(path: Path, pem: bytes) -> None:
+    """Write a public key file as keygen writes ``signing.pub``: atomically, mode
+    0644, never over anything already at ``path``.
+
+    Raises:
+        KeyFileError: ``path`` exists, or the file cannot be written.
+    """
+    refuse_existing(path)
+    _write_key(path, pem, mode=0o644)
+
+
+def refuse_existing(path: Path) -> None:
+    """Refuse to write a key at ``path`` if anything is there (a link too, even dangling).
+
+    Call it before any costly step (asking KMS, generating); the write itself
+    refuses again atomically, so a file appearing in between is not overwritten.
+
+    Raises:
+        KeyFileError: something exists at ``path``.
+    """
+    if os.path.lexists(path):
+        raise KeyFileError(f"{path} already exists; refusing to overwrite a key")
+
+
+def _write_key(path: Path, data: bytes, *, mode: int) -> None:
+    """Write a new key file atomically, never replacing one (the link step refuses).
+
+    Raises:
+        KeyFileError: ``path`` exists, or the file cannot be written.
+    """
+    try:
+        write_new(path, data, mode=mode)
+    except FileExistsError as e:
+        raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from e
+    except OSError as e:
+        raise KeyFileError(f"cannot write {path}: {e.strerror}") from e
 
 
 def load_signer(path: Path) -> Ed25519Signer:

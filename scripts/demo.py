@@ -1,4 +1,5 @@
-"""The demo behind scripts/demo: local S3, the agent, events over HTTP, SIGTERM, verify.
+"""The demo behind scripts/demo: local S3, the agent, events over HTTP, SIGTERM, verify,
+then the auditor's path: query, prove one event, verify the proof offline.
 
 Everything runs on loopback; nothing needs an AWS account. Run it with
 ``scripts/demo`` (which creates .venv first).
@@ -160,6 +161,43 @@ def run(endpoint: str, bucket: str) -> int:
         check=False,
     )
     print(f"verify exit status {result.returncode} (0 = the archive is whole)")
+    if result.returncode != 0:
+        return result.returncode
+    return audit(endpoint, bucket)
+
+
+def audit(endpoint: str, bucket: str) -> int:
+    """Steps 7 to 9: the auditor's path after verify: ask, prove one answer, check the proof."""
+    source = ["--bucket", bucket, "--prefix", "audit", "--endpoint-url", endpoint]
+    trust = ["--public-key", str(WORK / "keys" / "signing.pub")]
+    step("7. who was denied access to an invoice? (query prints verified events only)")
+    query = [str(BIN), "query", *source, *trust, "--outcome", "denied"]
+    result = subprocess.run([*query, "--format", "table", "--limit", "5"], env=ENV, check=False)
+    if result.returncode != 0:
+        return result.returncode
+    first = subprocess.run(
+        [*query, "--format", "json", "--limit", "1"],
+        env=ENV,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if first.returncode != 0 or not first.stdout.strip():
+        print(first.stderr, file=sys.stderr)
+        return first.returncode or 1
+    answer = json.loads(first.stdout)
+    seq = answer["event"]["seq"]
+
+    step(f"8. prove event {seq} of billing-1: a file a third party can check offline")
+    proof = WORK / "proof.json"
+    prove = [str(BIN), "prove", *source, *trust, "--stream", "billing-1", "--seq", str(seq)]
+    result = subprocess.run([*prove, "--out", str(proof)], env=ENV, check=False)
+    if result.returncode != 0:
+        return result.returncode
+
+    step("9. verify the proof (no bucket needed: only the file and the public key)")
+    result = subprocess.run([str(BIN), "verify-proof", str(proof), *trust], check=False)
+    print(f"verify-proof exit status {result.returncode} (0 = the event is proven)")
     return result.returncode
 
 

@@ -15,6 +15,15 @@ from tests.s3server import (
     unique_bucket_name,
 )
 
+_LONG_FIRST = ("tests/reliability/", "tests/integration/test_agent_body.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest tests (crash loops, fault mixes, the memory bound) first, so that
+    with ``-n 2`` (scripts/test) they overlap the many short ones instead of running
+    alone at the end. Without xdist only the order changes."""
+    items.sort(key=lambda item: not item.nodeid.startswith(_LONG_FIRST))
+
 
 @pytest.fixture(scope="session")
 def aws_test_environment() -> Iterator[None]:

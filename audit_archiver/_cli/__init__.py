@@ -45,15 +45,18 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from audit_archiver._cli import agent, bucket, keys, local_s3, seal, verify
+    from audit_archiver._cli import agent, bucket, keys, local_s3, prove, query, seal, verify
 
     main.add_command(agent.agent)
     main.add_command(bucket.bucket)
     main.add_command(keys.keygen)
     main.add_command(keys.kms_public_key)
     main.add_command(local_s3.local_s3)
+    main.add_command(prove.prove)
+    main.add_command(query.query)
     main.add_command(seal.seal)
     main.add_command(verify.verify)
+    main.add_command(prove.verify_proof)
 
 
 _register()

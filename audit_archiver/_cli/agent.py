@@ -208,6 +208,28 @@ def _default_workers() -> int:
     help="Processes that parse and validate request bodies and compress and hash"
     " segments (0: none, in-process).",
 )
+@_opt(
+    "--tsa-url",
+    help="RFC 3161 Time-Stamping Authority (http or https): each seal hash is"
+    " time-stamped and the token stored with the segment (format v1.1: upgrade"
+    " verifiers first). A TSA that fails never blocks ingest: the segment is"
+    " sealed without a token.",
+)
+@_opt(
+    "--tsa-timeout",
+    type=float,
+    default=_SETTING_DEFAULTS["tsa_timeout"],
+    show_default=True,
+    help="Seconds the whole exchange with the TSA may take (connect, TLS, answer).",
+)
+@_opt(
+    "--tsa-cert",
+    type=_PATH,
+    multiple=True,
+    help="Trust anchor for the TSA's tokens (PEM: its CA; repeatable). Each token is"
+    " then fully verified (signature, chain, key usage, time) before it is stored;"
+    " without it only the imprint and the nonce are checked.",
+)
 @_opt("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def agent(check_config: bool, log_level: str, **options: Any) -> None:
@@ -224,6 +246,10 @@ def agent(check_config: bool, log_level: str, **options: Any) -> None:
     if check_config:
         settings.validate()
         load_listener_config(settings)
+        if settings.tsa_certs:
+            from audit_archiver.config import load_tsa_trust
+
+            load_tsa_trust(settings.tsa_certs)
         from audit_archiver.keys import load_public_key, load_signer
 
         key_id = (
@@ -294,4 +320,7 @@ def _settings(options: dict[str, Any]) -> AgentSettings:
         otlp_resource_attribute=options.get("otlp_resource_attribute"),
         compression=options["compression"],
         ingest_workers=options["ingest_workers"],
+        tsa_url=options.get("tsa_url") or None,
+        tsa_timeout=options["tsa_timeout"],
+        tsa_certs=tuple(Path(p) for p in options.get("tsa_cert") or ()),
     )

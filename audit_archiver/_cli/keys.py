@@ -1,4 +1,4 @@
-"""``audit-archiver keygen``."""
+"""``audit-archiver keygen`` and ``kms-public-key``: key files for signers and verifiers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from audit_archiver.keys import generate_key_pair
+from audit_archiver.keys import generate_key_pair, refuse_existing, write_public_key
 
 
 @click.command()
@@ -28,9 +28,26 @@ def keygen(out_dir: Path) -> None:
 @click.command("kms-public-key")
 @click.option("--kms-key-id", required=True, help="The KMS signing key (ECC_NIST_P256).")
 @click.option("--region", help="AWS region of the key.")
-def kms_public_key(kms_key_id: str, region: str | None) -> None:
-    """Print a KMS signing key's public key (PEM) for verify --public-key."""
+@click.option("--endpoint-url", help="KMS-compatible endpoint (default: AWS).")
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the PEM to this file (mode 0644; refuses to overwrite) instead of stdout.",
+)
+def kms_public_key(
+    kms_key_id: str, region: str | None, endpoint_url: str | None, out_file: Path | None
+) -> None:
+    """Print (or write to --out) a KMS signing key's public key, PEM, for verify --public-key."""
     from audit_archiver.agent.kms import KmsSigner
 
-    signer = KmsSigner.connect(kms_key_id, region=region, endpoint_url=None)
-    click.echo(signer.public_pem().decode(), nl=False)
+    if out_file is not None:
+        refuse_existing(out_file)  # fail before asking KMS
+    signer = KmsSigner.connect(kms_key_id, region=region, endpoint_url=endpoint_url)
+    pem = signer.public_pem()
+    if out_file is None:
+        click.echo(pem.decode(), nl=False)
+        return
+    write_public_key(out_file, pem)
+    click.echo(f"public key: {out_file} (give it to verifiers)")
+    click.echo(f"key id:     {signer.key_id}")

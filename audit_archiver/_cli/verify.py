@@ -3,44 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from audit_archiver._cli.options import archive_options
 from audit_archiver.verify.report import render_text
 from audit_archiver.verify.run import VerifySettings, run_verify
+from audit_archiver.verify.watch import end_worker_processes, render_run, watch_settings
+from audit_archiver.verify.watch import watch as run_watch
 
 
 @click.command()
-@click.option(
-    "--local-dir",
-    type=click.Path(path_type=Path),
-    help="A downloaded copy of the prefix (aws s3 sync s3://BUCKET/PREFIX DIR).",
-)
-@click.option("--bucket", help="Verify this S3 bucket (read-only).")
-@click.option("--endpoint-url", help="S3-compatible endpoint (default: AWS).")
-@click.option("--region", help="AWS region of the bucket.")
-@click.option(
-    "--prefix",
-    default=None,
-    help="The prefix the segments were written under (pins the keys named in seals).",
-)
+@archive_options
 @click.option("--stream", "streams", multiple=True, help="Verify only this stream (repeatable).")
-@click.option(
-    "--public-key",
-    "public_keys",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Trusted public key PEM, allowed to sign every stream (repeatable).",
-)
-@click.option(
-    "--trust",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Trust file (TOML): which key may sign which streams, under which prefix, when."
-    " Instead of --public-key.",
-)
 @click.option(
     "--deep",
     is_flag=True,
@@ -75,16 +54,64 @@ from audit_archiver.verify.run import VerifySettings, run_verify
     help="Only check segments stored since this RFC 3339 time (and the link into the first).",
 )
 @click.option("--workers", type=int, default=None, help="Downloads in flight (default 16).")
+@click.option(
+    "--tsa-cert",
+    "tsa_certs",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Check RFC 3161 time-stamp tokens against this TSA CA certificate (PEM;"
+    " repeatable): signature, chain, timeStamping key usage, genTime.",
+)
+@click.option(
+    "--require-timestamps",
+    is_flag=True,
+    help="A segment without a time-stamp token is a problem (needs --tsa-cert).",
+)
+@click.option(
+    "--watch",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Keep verifying: a run every SECONDS (needs --state; only new segments are"
+    " downloaded). Stops on SIGTERM/SIGINT with the status of the last completed run.",
+)
+@click.option(
+    "--metrics-listen",
+    metavar="HOST:PORT",
+    help="With --watch: serve Prometheus metrics at http://HOST:PORT/metrics.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report on stdout.")
 @click.option("--no-progress", is_flag=True, help="No progress lines on stderr.")
-def verify(as_json: bool, no_progress: bool, **options: Any) -> None:
+def verify(
+    as_json: bool,
+    no_progress: bool,
+    watch: float | None,
+    metrics_listen: str | None,
+    **options: Any,
+) -> None:
     """Re-check every segment: bytes, Merkle roots, signatures, chain, gaps, and in a
     bucket also versions, delete markers, retention and the bucket's settings.
 
     Exit status: 0 all good, 1 integrity problem found, 2 usage, configuration
     or access error.
     """
-    report = run_verify(VerifySettings(progress=not no_progress, **options))
+    settings = VerifySettings(progress=not no_progress, **options)
+    watching = watch_settings(settings, watch, metrics_listen)
+    if watching is not None:
+        outcome = run_watch(
+            watching,
+            emit=lambda report, info: click.echo(
+                render_run(report, info, as_json=as_json), nl=False
+            ),
+            log=lambda line: click.echo(f"audit-archiver verify --watch: {line}", err=True),
+        )
+        if outcome.abandoned:  # a run is still going in its thread: do not wait for it
+            end_worker_processes()  # its download workers would outlive us, waiting forever
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(outcome.code)
+        sys.exit(outcome.code)
+    report = run_verify(settings)
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:

@@ -141,6 +141,22 @@ class AgentMetrics:
             ["format"],
             registry=r,
         )
+        # trusted timestamps: --tsa-url
+        self.segments_timestamped = Counter(
+            "audit_archiver_segments_timestamped",
+            "Segments sealed with an RFC 3161 time-stamp token from --tsa-url",
+            registry=r,
+        )
+        self.tsa_failures = Counter(
+            "audit_archiver_tsa_failures",
+            "Segments sealed without a time-stamp token, by reason: unreachable, timeout,"
+            " http_error, too_large, invalid_response, invalid_token, not_granted, wrong_imprint,"
+            " wrong_nonce (the TSA failed or answered something refused), invalid (the token"
+            " failed the --tsa-cert check), circuit_open (the TSA was skipped during the backoff"
+            " after a failure), reseal_budget (a re-seal ran out of its TSA time budget)",
+            ["reason"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """Return the Prometheus text exposition of every metric."""

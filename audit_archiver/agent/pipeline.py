@@ -45,8 +45,9 @@ from audit_archiver.agent.ingest import Accepted, Committer
 from audit_archiver.agent.metrics import AgentMetrics
 from audit_archiver.agent.sealer import ForeignObject, StreamSealer, recover_chain_head
 from audit_archiver.agent.spool import Spool, SpoolIdentity, SpoolState, describe
+from audit_archiver.agent.tsa import Stamper
 from audit_archiver.agent.uploader import Backoff, ErrorReporter, LockedStore, Uploader
-from audit_archiver.config import AgentSettings
+from audit_archiver.config import AgentSettings, load_tsa_trust
 from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.line import EncodedEvents, EventRun
 from audit_archiver.core.signing import Signer, TrustedKey
@@ -98,6 +99,17 @@ class Agent:
         self._previous_keys = tuple(previous_keys)
         self._workers: Executor | None = None
         self.metrics = AgentMetrics()
+        self._stamper = (
+            Stamper.for_url(
+                settings.tsa_url,
+                settings.tsa_timeout,
+                self.metrics,
+                trust=load_tsa_trust(settings.tsa_certs) if settings.tsa_certs else None,
+                clock=clock,
+            )
+            if settings.tsa_url
+            else None
+        )
         self._store = store
         self._signer = signer
         self._own_key = own_key
@@ -117,6 +129,8 @@ class Agent:
         self._head_errors = ErrorReporter(self.metrics, self._backoff.cap, "reading the head")
         self._alerts: deque[str] = deque(maxlen=_MAX_ALERTS)
         self._alert_providers: list[Callable[[], list[str]]] = []
+        if self._stamper is not None:
+            self._alert_providers.append(self._stamper.alerts)
         self._foreign: set[tuple[str, str | None]] = set()
         self._handoff_alerts = threading.Lock()
         self._draining = False
@@ -149,6 +163,8 @@ class Agent:
         )
         log.info("spool recovered", extra=describe(state))
         self._state = state
+        if self._stamper is not None:
+            self._stamper.start()
         self.metrics.spool_max_bytes.set(settings.spool_max_bytes)
         self.metrics.spool_bytes.set(self._spool.used_bytes())
         self.metrics.unconfirmed_segments.set(len(state.sealed))
@@ -293,6 +309,7 @@ class Agent:
             head=head,
             compression=settings.compression,
             retention_days=settings.retention_days,
+            stamper=self._stamper,
         )
         self._uploader = Uploader(
             self._store,

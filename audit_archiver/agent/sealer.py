@@ -6,6 +6,12 @@ the model the verifier shares) and advances it one segment at a time.
 :func:`recover_chain_head` reads the newest segment of a stream from a store,
 checks it with the writer's own key or one of its previous keys (key
 rotation), and returns the head to continue from.
+
+With a ``stamper`` (``agent --tsa-url``: :class:`~audit_archiver.agent.tsa.Stamper`)
+each segment gets an RFC 3161 token over its seal hash right after it is
+signed, in :meth:`StreamSealer.seal_body` and :meth:`StreamSealer.reseal`
+(a re-sealed segment has a new seal, so a new token), before anyone stores it.
+A stamper never fails a seal: it returns the segment unstamped instead.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.layout import parse_segment_key, segment_key, stream_prefix
@@ -34,6 +41,7 @@ from audit_archiver.storage.base import ObjectStore, ObjectVersion
 __all__ = [
     "SEAL_FRAME_MAX",
     "ForeignObject",
+    "SegmentStamper",
     "StreamSealer",
     "authenticate_own",
     "original_version",
@@ -58,6 +66,7 @@ class StreamSealer:
         head: ChainHead,
         compression: str = "zstd",
         retention_days: int | None = None,
+        stamper: SegmentStamper | None = None,
     ) -> None:
         self.prefix = prefix
         self.stream = stream
@@ -67,6 +76,7 @@ class StreamSealer:
         self._signer = signer
         self._compression = compression
         self._retention_days = retention_days
+        self._stamper = stamper
 
     @property
     def compression(self) -> str:
@@ -104,6 +114,8 @@ class StreamSealer:
             signer=self._signer,
             retention_days=self._retention_days,
         )
+        if self._stamper is not None:
+            segment = self._stamper(segment)
         self.head = self.head.after(segment.seal, segment.seal_hash)
         return segment
 
@@ -112,9 +124,11 @@ class StreamSealer:
         and move the head past them (ADR 7).
 
         Each keeps its body, events, times and retention; only its number,
-        object key, link and signature change. The first links to what the
-        first of ``segments`` linked to (the last segment this writer stored
-        before them), the others to the one before. Call with :attr:`lock` held.
+        object key, link and signature (and its time-stamp token) change. The
+        first links to what the first of ``segments`` linked to (the last
+        segment this writer stored before them), the others to the one before.
+        The batch is stamped under one total time budget
+        (:meth:`SegmentStamper.batch`). Call with :attr:`lock` held.
 
         Raises:
             MalformedSegmentError: a segment in the spool does not parse.
@@ -124,6 +138,7 @@ class StreamSealer:
             raise ValueError("nothing to re-seal")
         resealed: list[SealedSegment] = []
         prev = None
+        stamp = self._stamper.batch() if self._stamper is not None else _unstamped
         for offset, data in enumerate(segments):
             opened = open_segment(data)
             seal = parse_seal(opened.seal_bytes)
@@ -136,7 +151,7 @@ class StreamSealer:
                 key_id=self._signer.key_id,
                 signature_algorithm=self._signer.algorithm,
             )
-            segment = assemble_segment(moved, opened.body, self._signer)
+            segment = stamp(assemble_segment(moved, opened.body, self._signer))
             resealed.append(segment)
             prev = segment.seal_hash
         self.head = dataclasses.replace(
@@ -145,6 +160,21 @@ class StreamSealer:
             prev_seal_hash=resealed[-1].seal_hash,
         )
         return resealed
+
+
+def _unstamped(segment: SealedSegment) -> SealedSegment:
+    return segment
+
+
+class SegmentStamper(Protocol):
+    """Adds a time-stamp token to a sealed segment, or returns it unchanged
+    (:class:`~audit_archiver.agent.tsa.Stamper`)."""
+
+    def __call__(self, segment: SealedSegment) -> SealedSegment:
+        """One segment, stamped if the TSA answers in time."""
+
+    def batch(self) -> Callable[[SealedSegment], SealedSegment]:
+        """A stamper for one batch of re-seals, under one total time budget."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,11 @@ the seal block in an extra field (subfield ``AS``). So ``zstd -dc`` or
 still needs no second object to be verified.
 
 The seal block is ``seal bytes "\\n" signature line "\\n"``; the signature line
-is ``{"signature":"<base64>"}``. Nothing in here re-encodes stored bytes:
+is ``{"signature":"<base64>"}``. Format v1.1 adds an optional third line, an RFC
+3161 time-stamp token over the seal hash, ``{"timestamp":"<base64>"}``
+(:func:`with_timestamp`; :mod:`audit_archiver.core.timestamp`): the signature
+does not cover it, the token's imprint binds it to the seal. An unstamped
+segment is byte-identical to v1. Nothing in here re-encodes stored bytes:
 :func:`open_segment` returns slices of the object as stored.
 
 Reading untrusted objects (the verifier): the leading bytes, never the key's
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import io
 import json
@@ -48,12 +53,14 @@ from audit_archiver.core.line import EventRun, parse_line_header
 from audit_archiver.core.merkle import root_of_lines
 from audit_archiver.core.seal import GENESIS_HASH, Seal, seal_hash, signing_message
 from audit_archiver.core.signing import Signer
-from audit_archiver.errors import MalformedSegmentError
+from audit_archiver.errors import MalformedSegmentError, TimestampError
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "INFLATE_PIECE",
     "MAX_SEAL_BLOCK",
+    "MAX_TIMESTAMP_LINE",
+    "MAX_TOKEN_BYTES",
     "BodyInflater",
     "OpenedSegment",
     "SealFrame",
@@ -66,9 +73,12 @@ __all__ = [
     "finish_segment",
     "open_segment",
     "parse_signature_line",
+    "parse_timestamp_line",
     "prepare_body",
     "prepare_runs_body",
     "read_seal_frame",
+    "timestamp_line",
+    "with_timestamp",
 ]
 
 ZSTD_SEAL_MAGIC = 0x184D2A5A
@@ -78,6 +88,15 @@ _GZIP_SEAL_HEADER = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff"
 _GZIP_EMPTY_TRAILER = b"\x03\x00" + b"\x00" * 8
 _GZIP_SUBFIELD_ID = b"AS"
 MAX_SEAL_BLOCK = 65535 - 4
+_TIMESTAMP_OPEN, _TIMESTAMP_CLOSE = b'{"timestamp":"', b'"}'
+MAX_TOKEN_BYTES = (MAX_SEAL_BLOCK - 3 - len(_TIMESTAMP_OPEN) - len(_TIMESTAMP_CLOSE)) // 4 * 3
+"""The largest RFC 3161 token (DER) read or stored: its timestamp line's base64
+(4 characters per 3 bytes) with the line's fixed bytes and the block's three
+newlines fits :data:`MAX_SEAL_BLOCK` (49,134 bytes; the seal and signature lines
+must fit beside it too, which :func:`with_timestamp` checks)."""
+MAX_TIMESTAMP_LINE = len(_TIMESTAMP_OPEN) + MAX_TOKEN_BYTES // 3 * 4 + len(_TIMESTAMP_CLOSE)
+"""The longest timestamp line: the base64 of :data:`MAX_TOKEN_BYTES` bytes in its frame."""
+_TIMESTAMP_LINE = re.compile(rb'\A\{"timestamp":"([A-Za-z0-9+/]+={0,2})"\}\Z')
 DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_WINDOW = 8 * 1024 * 1024
 
@@ -91,6 +110,8 @@ class OpenedSegment:
     body: bytes
     container: str
     signature_canonical: bool = True
+    timestamp_line: bytes | None = None
+    """The frame's third line (format v1.1), unchecked; None when unstamped."""
 
     @property
     def seal_hash(self) -> str:
@@ -106,6 +127,8 @@ class SealedSegment:
     data: bytes
     seal: Seal
     seal_bytes: bytes
+    timestamp: bytes | None = None
+    """The RFC 3161 token (DER) in the seal frame, if stamped (:func:`with_timestamp`)."""
 
     @property
     def seal_hash(self) -> str:
@@ -377,6 +400,8 @@ class SealFrame:
     seal_bytes: bytes
     signature_line: bytes
     size: int
+    timestamp_line: bytes | None = None
+    """The third line of a v1.1 seal block (a time-stamp token), unchecked; else None."""
 
 
 def _read_exact(read: Callable[[int], bytes], size: int) -> bytes:
@@ -401,11 +426,73 @@ def _read_block(read: Callable[[int], bytes], size: int, what: str) -> bytes:
     return data
 
 
-def _split_frame_block(block: bytes) -> tuple[bytes, bytes]:
+def _split_frame_block(block: bytes) -> tuple[bytes, bytes, bytes | None]:
+    """Seal bytes, signature line and the optional timestamp line (v1.1) of a seal block."""
     parts = block.split(b"\n")
-    if len(parts) != 3 or parts[2] != b"":
-        raise MalformedSegmentError("seal block must be two newline-terminated lines")
-    return parts[0], parts[1]
+    if len(parts) not in (3, 4) or parts[-1] != b"" or (len(parts) == 4 and not parts[2]):
+        raise MalformedSegmentError(
+            "seal block must be two newline-terminated lines (three with a timestamp)"
+        )
+    return parts[0], parts[1], parts[2] if len(parts) == 4 else None
+
+
+def timestamp_line(token: bytes) -> bytes:
+    """The seal frame's third line: ``{"timestamp":"<standard base64 of the token>"}``
+    (the canonical JSON of that object: base64 needs no escaping)."""
+    return _TIMESTAMP_OPEN + base64.b64encode(token) + _TIMESTAMP_CLOSE
+
+
+def parse_timestamp_line(line: bytes) -> bytes:
+    """The token of a timestamp line, which must be exactly its canonical form.
+
+    Pure byte checks: the token itself is read by :mod:`audit_archiver.core.timestamp`
+    (which this module does not import, so reading segments never loads the
+    RFC 3161 library).
+
+    Raises:
+        TimestampError: any other form (``invalid_token``), or a line longer than
+            :data:`MAX_TIMESTAMP_LINE` (``too_large``).
+    """
+    if len(line) > MAX_TIMESTAMP_LINE:
+        raise TimestampError("the timestamp line is too long", reason="too_large")
+    match = _TIMESTAMP_LINE.match(line)
+    if match is None:
+        raise TimestampError(
+            'the timestamp line is not {"timestamp":"<base64>"}', reason="invalid_token"
+        )
+    text = match.group(1)
+    try:
+        token = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise TimestampError(
+            f"the timestamp line is not base64: {e}", reason="invalid_token"
+        ) from e
+    if base64.b64encode(token) != text:
+        raise TimestampError("the timestamp line's base64 is not canonical", reason="invalid_token")
+    return token
+
+
+def with_timestamp(segment: SealedSegment, token: bytes) -> SealedSegment:
+    """``segment`` with an RFC 3161 token over its seal hash as the seal frame's
+    third line (format v1.1). The seal, signature and body are unchanged.
+
+    The caller checks the token first
+    (:func:`~audit_archiver.core.timestamp.token_from_response`).
+
+    Raises:
+        ValueError: the segment is already stamped, or the seal block would
+            exceed :data:`MAX_SEAL_BLOCK`.
+    """
+    frame = read_seal_frame(io.BytesIO(segment.data).read)
+    if frame.timestamp_line is not None or segment.timestamp is not None:
+        raise ValueError("the segment is already time-stamped")
+    block = frame.seal_bytes + b"\n" + frame.signature_line + b"\n" + timestamp_line(token) + b"\n"
+    if len(block) > MAX_SEAL_BLOCK:
+        raise ValueError(
+            f"the time-stamp token does not fit the seal block ({MAX_SEAL_BLOCK} bytes)"
+        )
+    data = _frame_seal_block(block, frame.container) + segment.data[frame.size :]
+    return dataclasses.replace(segment, data=data, timestamp=token)
 
 
 def read_seal_frame(read: Callable[[int], bytes]) -> SealFrame:
@@ -418,7 +505,7 @@ def read_seal_frame(read: Callable[[int], bytes]) -> SealFrame:
 
     Raises:
         MalformedSegmentError: no seal frame, a truncated or oversized one, or
-            a block that is not two newline-terminated lines.
+            a block that is not two (or, stamped, three) newline-terminated lines.
     """
     head = _read_exact(read, 4)
     if head == _ZSTD_SEAL_MAGIC_BYTES:
@@ -426,7 +513,8 @@ def read_seal_frame(read: Callable[[int], bytes]) -> SealFrame:
         if size > MAX_SEAL_BLOCK:
             raise MalformedSegmentError("oversized seal frame")
         block = _read_block(read, size, "seal frame")
-        return SealFrame("zstd", *_split_frame_block(block), 8 + size)
+        seal_bytes, signature_line, stamp = _split_frame_block(block)
+        return SealFrame("zstd", seal_bytes, signature_line, 8 + size, stamp)
     if head == _GZIP_SEAL_HEADER[:4]:
         rest = _read_block(read, len(_GZIP_SEAL_HEADER) - 4 + 6, "seal member")
         header = head + rest
@@ -439,7 +527,8 @@ def read_seal_frame(read: Callable[[int], bytes]) -> SealFrame:
         if _read_block(read, len(_GZIP_EMPTY_TRAILER), "seal member") != _GZIP_EMPTY_TRAILER:
             raise MalformedSegmentError("seal member is not an empty gzip member")
         frame_size = len(header) + size + len(_GZIP_EMPTY_TRAILER)
-        return SealFrame("gzip", *_split_frame_block(block), frame_size)
+        seal_bytes, signature_line, stamp = _split_frame_block(block)
+        return SealFrame("gzip", seal_bytes, signature_line, frame_size, stamp)
     raise MalformedSegmentError("not an audit-archiver segment (no seal frame)")
 
 
@@ -456,7 +545,12 @@ def open_segment(data: bytes) -> OpenedSegment:
     frame = read_seal_frame(io.BytesIO(data).read)
     signature, canonical = parse_signature_line(frame.signature_line)
     return OpenedSegment(
-        frame.seal_bytes, signature, data[frame.size :], frame.container, canonical
+        frame.seal_bytes,
+        signature,
+        data[frame.size :],
+        frame.container,
+        canonical,
+        frame.timestamp_line,
     )
 
 

@@ -36,6 +36,7 @@ from audit_archiver._files import write_new
 from audit_archiver.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
+    ObjectRefusedError,
     ObjectTooLargeError,
     StorageError,
 )
@@ -193,7 +194,7 @@ class LocalDirectoryStore:
             raise StorageError(f"cannot examine {key!r}: {e.strerror}") from e
         if not stat.S_ISREG(info.st_mode):
             os.close(descriptor)
-            raise StorageError(f"refusing {key!r}: not a regular file")
+            raise ObjectRefusedError(f"refusing {key!r}: not a regular file")
         return _LocalObjectStream(descriptor, ObjectInfo(key, None, info.st_size), max_bytes)
 
 
@@ -447,7 +448,7 @@ def _step(directory: int, part: str, key: str, flags: int) -> int:
         raise ObjectNotFoundError(key) from None
     except OSError as e:
         if e.errno in _LINK_ERRNOS and _is_link(directory, part):
-            raise StorageError(f"refusing {key!r}: {part!r} is a symbolic link") from e
+            raise ObjectRefusedError(f"refusing {key!r}: {part!r} is a symbolic link") from e
         if e.errno == errno.ENOTDIR:
             raise ObjectNotFoundError(key) from None  # a file where a folder should be
         raise StorageError(f"cannot open {key!r}: {e.strerror}") from e

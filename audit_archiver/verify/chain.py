@@ -56,6 +56,10 @@ class StreamSummary:
     head_segment_seq: int | None
     head_seal_hash: str | None
     keys: list[KeyRange] = field(default_factory=list)
+    timestamped_segments: int = 0
+    """Segments whose RFC 3161 token passed every check made (section 13)."""
+    newest_timestamp: str | None = None
+    """The TSA's ``genTime`` of the newest token verified with ``--tsa-cert``."""
 
 
 def seal_prefix(seal: Seal) -> str | None:

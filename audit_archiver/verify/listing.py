@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from audit_archiver.core.layout import SegmentKey, parse_segment_key
+from audit_archiver.core.layout import SegmentKey, parse_segment_key, validate_stream_id
 from audit_archiver.storage.base import ObjectVersion
 from audit_archiver.verify.problems import Problem
 
@@ -63,7 +63,14 @@ def plan_streams(
         entries = by_key[key]
         location = parse_segment_key(key[len(key_base) :])
         if location is None or location.prefix:
-            problems.append(Problem("unexpected_object", key, "not a segment key of the layout"))
+            problems.append(
+                Problem(
+                    "unexpected_object",
+                    key,
+                    "not a segment key of the layout",
+                    stream=_stream_folder(key[len(key_base) :]),
+                )
+            )
             continue
         versions = [e for e in entries if not e.is_delete_marker]
         for marker in (e for e in entries if e.is_delete_marker):
@@ -94,3 +101,15 @@ def plan_streams(
             )
         streams[location.stream].segments[location.segment_seq].append((location, original))
     return dict(streams), problems
+
+
+def _stream_folder(relative: str) -> str | None:
+    """The stream whose folder holds ``relative`` (``<stream>/<file>``), if any: a stray
+    object there is that stream's problem (it stops only that stream's saved head)."""
+    parts = relative.split("/")
+    if len(parts) != 2:
+        return None
+    try:
+        return validate_stream_id(parts[0])
+    except ValueError:
+        return None

@@ -85,10 +85,22 @@ KINDS: dict[str, str] = {
     "stale_stream": (
         "(with `--max-age`) a stream's newest segment was sealed longer ago than allowed"
     ),
+    "timestamp_invalid": (
+        "a segment's RFC 3161 time-stamp token does not parse, is for another seal, or (with "
+        "`--tsa-cert`) has a bad signature, a chain that does not reach `--tsa-cert`, or a "
+        "`genTime` more than 5 minutes before `sealed_at`"
+    ),
+    "timestamp_missing": (
+        "(with `--require-timestamps`) a segment carries no RFC 3161 time-stamp token"
+    ),
 }
 
 NOTICE_KINDS: dict[str, str] = {
     "legal_hold": "a segment version is under legal hold (it cannot be deleted until released)",
+    "not_timestamped": (
+        "segments of a stream carry no time-stamp token (their sealed_at is the agent's claim)"
+    ),
+    "timestamp_not_checked": "time-stamp tokens were not checked (no --tsa-cert)",
 }
 
 

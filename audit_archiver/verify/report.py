@@ -20,7 +20,7 @@ from typing import Any
 from audit_archiver.verify.chain import StreamSummary
 from audit_archiver.verify.problems import KINDS, Notice, Problem
 
-__all__ = ["Notice", "Report", "render_text", "safe_text"]
+__all__ = ["Notice", "Report", "render_problem", "render_text", "safe_text"]
 
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
@@ -47,6 +47,18 @@ def safe_text(text: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def render_problem(problem: Problem, *, command: str) -> str:
+    """One problem as one line for the error stream of ``command`` (``query``,
+    ``prove``): ``<command>: problem [kind] key: detail (expected .., found ..)``,
+    every part an attacker can choose escaped (:func:`safe_text`), no newline."""
+    key, detail = safe_text(problem.key), safe_text(problem.detail)
+    text = f"{command}: problem [{problem.kind}] {key}: {detail}"
+    if problem.expected is not None or problem.found is not None:
+        expected, found = safe_text(problem.expected or "-"), safe_text(problem.found or "-")
+        text += f" (expected {expected}, found {found})"
+    return text
 
 
 @dataclass
@@ -122,6 +134,11 @@ def render_text(report: Report) -> str:
         for r in s.keys:
             lines.append(
                 f"  signed by key {r.key_id}: segments {r.first_segment}..{r.last_segment}"
+            )
+        if s.timestamped_segments:
+            lines.append(
+                f"  time-stamped:    {s.timestamped_segments} segment(s), newest TSA time"
+                f" {safe_text(s.newest_timestamp or '- (not checked: no --tsa-cert)')}"
             )
     if report.notices:
         lines += ["", "Notices:"]

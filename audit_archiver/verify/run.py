@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from audit_archiver.config import load_tsa_trust
 from audit_archiver.core.encoding import parse_rfc3339
 from audit_archiver.core.layout import validate_prefix, validate_stream_id
 from audit_archiver.core.trust import TrustPolicy
@@ -17,15 +19,33 @@ from audit_archiver.trust_file import load_trust_file, policy_from_public_keys
 from audit_archiver.verify.progress import ProgressReporter
 from audit_archiver.verify.report import Report
 from audit_archiver.verify.segment_check import Limits
-from audit_archiver.verify.state import load_state, save_state
+from audit_archiver.verify.state import (
+    StreamHead,
+    TimestampRecord,
+    load_state,
+    save_state,
+)
+from audit_archiver.verify.timestamps import TimestampPolicy
 from audit_archiver.verify.verifier import Verifier, VerifyOptions, default_workers
 
-__all__ = ["VerifySettings", "build_verifier", "load_policy", "run_verify"]
+__all__ = [
+    "ArchiveSettings",
+    "ArchiveSource",
+    "VerifySettings",
+    "archive_source",
+    "build_verifier",
+    "heads_to_save",
+    "load_policy",
+    "load_timestamp_policy",
+    "run_verifier",
+    "run_verify",
+]
 
 
-@dataclass(frozen=True)
-class VerifySettings:
-    """Everything the ``verify`` command was asked to do."""
+@dataclass(frozen=True, kw_only=True)
+class ArchiveSettings:
+    """Which archive a reading command reads and which keys it trusts: the shared
+    options of ``verify``, ``query`` and ``prove`` (``audit_archiver._cli.options``)."""
 
     public_keys: tuple[Path, ...] = ()
     trust: Path | None = None
@@ -34,6 +54,35 @@ class VerifySettings:
     endpoint_url: str | None = None
     region: str | None = None
     prefix: str | None = None
+
+    def source(self, command: str) -> ArchiveSource:
+        """The archive these options name (:func:`archive_source`).
+
+        Raises:
+            ConfigurationError: see :func:`archive_source`.
+        """
+        return archive_source(
+            local_dir=self.local_dir,
+            bucket=self.bucket,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            prefix=self.prefix,
+            command=command,
+        )
+
+    def policy(self) -> TrustPolicy:
+        """The trust policy these options give (:func:`load_policy`).
+
+        Raises:
+            ConfigurationError: see :func:`load_policy`.
+        """
+        return load_policy(self.public_keys, self.trust)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifySettings(ArchiveSettings):
+    """Everything the ``verify`` command was asked to do."""
+
     streams: tuple[str, ...] = ()
     workers: int | None = None
     state: Path | None = None
@@ -43,6 +92,8 @@ class VerifySettings:
     deep: bool = False
     max_object_bytes: int | None = None
     progress: bool = True
+    tsa_certs: tuple[Path, ...] = ()
+    require_timestamps: bool = False
 
 
 def load_policy(public_keys: tuple[Path, ...], trust: Path | None) -> TrustPolicy:
@@ -61,27 +112,89 @@ def load_policy(public_keys: tuple[Path, ...], trust: Path | None) -> TrustPolic
     return policy_from_public_keys(list(public_keys))
 
 
-def _source(settings: VerifySettings) -> tuple[StoreSpec, str, VerifyOptions]:
-    prefix = settings.prefix
-    if settings.bucket is not None:
-        prefix = prefix or ""
-        spec: StoreSpec = S3Spec(settings.bucket, settings.region, settings.endpoint_url)
-        source = f"s3://{settings.bucket}/{prefix}"
-        return (
-            spec,
-            source,
-            VerifyOptions(
-                key_base=f"{prefix}/" if prefix else "", seal_prefix=prefix, check_bucket=True
-            ),
+def load_timestamp_policy(tsa_certs: tuple[Path, ...], required: bool) -> TimestampPolicy:
+    """How tokens are checked: ``--tsa-cert`` PEM files (each may hold several
+    certificates) as trust anchors, and ``--require-timestamps``.
+
+    Raises:
+        ConfigurationError: ``--require-timestamps`` without ``--tsa-cert``, or
+            a file that cannot be read or holds no certificate.
+    """
+    if required and not tsa_certs:
+        raise ConfigurationError("--require-timestamps needs --tsa-cert PEM (the TSA's CA)")
+    return TimestampPolicy(load_tsa_trust(tsa_certs) if tsa_certs else None, required)
+
+
+@dataclass(frozen=True)
+class ArchiveSource:
+    """Where an archive is read from, as every reading command needs it.
+
+    ``label`` names the source in reports and state files (``s3://bucket/prefix``
+    or the folder); ``key_base`` is what precedes ``<stream>/`` in a listed key
+    (``prefix/`` in a bucket, empty in a folder, which holds a copy of one
+    prefix); ``seal_prefix`` is the prefix every seal must name (None in a
+    folder without ``--prefix``: unknown); ``in_bucket`` says whether bucket
+    settings, versions and retention can be checked.
+    """
+
+    spec: StoreSpec
+    label: str
+    key_base: str
+    seal_prefix: str | None
+    in_bucket: bool
+
+    def stream_base(self, stream: str) -> str:
+        """The listing prefix of one stream's segments (``key_base + stream + "/"``)."""
+        return f"{self.key_base}{stream}/"
+
+
+def archive_source(
+    *,
+    local_dir: Path | None,
+    bucket: str | None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    prefix: str | None = None,
+    command: str = "read",
+) -> ArchiveSource:
+    """The archive named by the shared source options (``audit_archiver._cli.options``),
+    the one rule for ``verify``, ``query`` and ``prove``.
+
+    Raises:
+        ConfigurationError: neither or both of ``--local-dir`` and ``--bucket``,
+            a prefix no writer could use, or a ``--local-dir`` that is not a folder.
+    """
+    if (local_dir is None) == (bucket is None):
+        raise ConfigurationError(f"give either --local-dir DIR or --bucket NAME to {command}")
+    if prefix is not None:
+        try:
+            validate_prefix(prefix)
+        except ValueError as e:
+            raise ConfigurationError(str(e)) from e
+    if bucket is not None:
+        base = prefix or ""
+        return ArchiveSource(
+            S3Spec(bucket, region, endpoint_url),
+            f"s3://{bucket}/{base}",
+            f"{base}/" if base else "",
+            base,
+            in_bucket=True,
         )
-    assert settings.local_dir is not None
-    if not settings.local_dir.is_dir():
-        raise ConfigurationError(f"--local-dir {settings.local_dir} is not a directory")
-    return (
-        LocalSpec(settings.local_dir, max_depth=2),  # a copy of a prefix: <stream>/<file>
-        str(settings.local_dir),
-        VerifyOptions(seal_prefix=prefix),
+    assert local_dir is not None
+    if not local_dir.is_dir():
+        raise ConfigurationError(f"--local-dir {local_dir} is not a directory")
+    # A copy of a prefix: <stream>/<file>, two levels.
+    return ArchiveSource(
+        LocalSpec(local_dir, max_depth=2), str(local_dir), "", prefix, in_bucket=False
     )
+
+
+def _source(settings: VerifySettings) -> tuple[StoreSpec, str, VerifyOptions]:
+    source = settings.source("verify")
+    options = VerifyOptions(
+        key_base=source.key_base, seal_prefix=source.seal_prefix, check_bucket=source.in_bucket
+    )
+    return source.spec, source.label, options
 
 
 def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Verifier:
@@ -91,7 +204,8 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
         ConfigurationError: no source or two, bad prefix, stream id, time or
             numbers, unreadable keys or state.
     """
-    policy = load_policy(settings.public_keys, settings.trust)
+    policy = settings.policy()
+    timestamps = load_timestamp_policy(settings.tsa_certs, settings.require_timestamps)
     try:
         if settings.prefix is not None:
             validate_prefix(settings.prefix)
@@ -112,16 +226,13 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
             settings.max_object_bytes is None or settings.max_object_bytes >= 1024,
             "--max-object-bytes must be at least 1024",
         ),
-        (
-            (settings.local_dir is None) != (settings.bucket is None),
-            "give either --local-dir DIR or --bucket NAME to verify",
-        ),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigurationError(message)
     spec, source, base = _source(settings)
-    state = load_state(settings.state, source) if settings.state else {}
+    stamps = _record(timestamps)
+    state = load_state(settings.state, source, timestamps=stamps) if settings.state else {}
     limits = Limits()
     if settings.max_object_bytes is not None:
         limits = dataclasses.replace(limits, max_object_bytes=settings.max_object_bytes)
@@ -136,6 +247,7 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
         since=since,
         now=now or datetime.now(UTC),
         state=state,
+        timestamps=timestamps,
     )
     progress = ProgressReporter() if settings.progress else None
     store = spec.open()
@@ -145,15 +257,58 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
     )
 
 
+def _record(timestamps: TimestampPolicy) -> TimestampRecord:
+    """What a state file records of the time-stamp policy its heads were verified under."""
+    anchors = timestamps.trust.certificates if timestamps.trust else ()
+    return TimestampRecord.of(anchors, required=timestamps.required)
+
+
 def run_verify(settings: VerifySettings) -> Report:
-    """Verify, and after a clean run record each stream's head in ``--state``.
+    """Verify, and record in ``--state`` the heads :func:`heads_to_save` picks.
 
     Raises:
         ConfigurationError: bad settings (see :func:`build_verifier`).
         StorageError: the store failed.
     """
-    verifier = build_verifier(settings)
+    return run_verifier(build_verifier(settings), settings.state)
+
+
+def run_verifier(verifier: Verifier, state: Path | None) -> Report:
+    """Run a built verifier and record in ``state`` the heads it verified (the one rule
+    for saving state, shared by ``verify --state`` and ``verify --watch``; see
+    :func:`heads_to_save`).
+
+    Raises:
+        ConfigurationError: the state file cannot be read again or written.
+        StorageError: the store failed.
+    """
     report = verifier.run()
-    if settings.state is not None and report.ok:
-        save_state(settings.state, report.source, verifier.heads)
+    if state is not None:
+        heads = heads_to_save(report, verifier.heads, load_state(state, report.source))
+        if heads is not None:
+            save_state(state, report.source, heads, timestamps=_record(verifier.options.timestamps))
     return report
+
+
+def heads_to_save(
+    report: Report, verified: Mapping[str, StreamHead], saved: Mapping[str, StreamHead]
+) -> dict[str, StreamHead] | None:
+    """The state to write after ``report``, or None to leave the state file as it is.
+
+    Streams are independent chains, so each is judged on its own: a stream with
+    no problem in the run gets its newly ``verified`` head; a stream with a
+    problem of its own keeps the head ``saved`` before (none if it had none), so
+    every later run re-checks from there and reports the problem again, while a
+    problem that cannot go away (an ``extra_version`` under COMPLIANCE) no
+    longer stops the other streams' heads from advancing. Streams the run did
+    not look at (``--stream``) keep their saved heads. A problem of no stream
+    (the bucket's settings, an object outside the layout) saves nothing.
+    """
+    if any(problem.stream is None for problem in report.problems):
+        return None
+    troubled = {problem.stream for problem in report.problems}
+    heads = dict(saved)
+    for name, head in verified.items():
+        if name not in troubled:
+            heads[name] = head
+    return heads

@@ -12,7 +12,8 @@ Order (authentication first, see ``docs/FORMAT.md``):
 3. ``unknown_key`` / ``signature_invalid``: stop, nothing else of the seal is read;
 4. strict parse (``malformed_segment``), then canonical form (``not_canonical``);
 5. the trust policy (``key_not_allowed``);
-6. key, body size and hash, decompression, lines, Merkle root.
+6. key, the time-stamp token if any (:mod:`audit_archiver.verify.timestamps`),
+   body size and hash, decompression, lines, Merkle root.
 
 A segment that fails 1-5 yields exactly one problem and no seal. After that,
 at most one problem per kind per segment: the first finding of a kind is
@@ -40,6 +41,7 @@ from audit_archiver.core.segment import BodyInflater, read_seal_frame
 from audit_archiver.errors import MalformedSegmentError
 from audit_archiver.verify.problems import Notice, Problem
 from audit_archiver.verify.seal_reader import authenticate_frame, key_faults
+from audit_archiver.verify.timestamps import TimestampCheck, TimestampPolicy, check_timestamp
 
 if TYPE_CHECKING:
     from audit_archiver.core.trust import TrustPolicy
@@ -90,7 +92,8 @@ class SegmentResult:
     canonical and allowed by the trust policy (its ``key_id`` is then the key
     that signed it). ``object_sha256`` is the SHA-256 of the whole object when
     it was read to the end (the worker sets it), for state files of folders,
-    which have no version ids.
+    which have no version ids. ``timestamp`` is the verdict on the seal
+    frame's time-stamp token (None when the seal was not authenticated).
     """
 
     key: str
@@ -104,6 +107,7 @@ class SegmentResult:
     version_id: str | None = None
     notices: tuple[Notice, ...] = field(default=())
     object_sha256: str | None = None
+    timestamp: TimestampCheck | None = None
 
 
 @dataclass
@@ -188,6 +192,7 @@ def check_segment(
     limits: Limits | None = None,
     deep: bool = False,
     on_line: LineSink | None = None,
+    timestamps: TimestampPolicy | None = None,
 ) -> SegmentResult:
     """Check one stored segment read from ``stream`` and return every problem found.
 
@@ -204,13 +209,26 @@ def check_segment(
     verified only when the returned result has no problems: keep what the sink
     got until then (``query`` and ``prove`` do).
 
+    ``timestamps`` says how a time-stamp token is checked (default: parsed and
+    its imprint compared with the seal hash, no trust anchors, not required).
+
     Exceptions from ``stream.read`` (transport failures, the storage layer's
     own size limit and checksum) propagate: the caller decides what they mean.
     """
     limits = limits or Limits()
     out = _Findings(key, stream_id)
     source = _ByteCounter(stream, limits.max_object_bytes)
-    check = _Check(key, segment_seq, expected_object_key, limits, deep, out, source, on_line)
+    check = _Check(
+        key,
+        segment_seq,
+        expected_object_key,
+        limits,
+        deep,
+        out,
+        source,
+        on_line,
+        timestamps=timestamps or TimestampPolicy(),
+    )
     try:
         check.run(policy)
     except _StopCheckError:
@@ -236,6 +254,7 @@ def check_segment(
         seal_hash(check.seal_bytes) if seal is not None else None,
         check.events,
         out.problems(),
+        timestamp=check.timestamp if seal is not None else None,
     )
 
 
@@ -252,6 +271,8 @@ class _Check:
         out: _Findings,
         source: _ByteCounter,
         on_line: LineSink | None,
+        *,
+        timestamps: TimestampPolicy,
     ) -> None:
         self.key = key
         self.segment_seq = segment_seq
@@ -264,6 +285,8 @@ class _Check:
         self.seal: Seal | None = None
         self.seal_bytes = b""
         self.events = 0
+        self.timestamps = timestamps
+        self.timestamp: TimestampCheck | None = None
 
     def fail(
         self, kind: str, detail: str, expected: object = None, found: object = None
@@ -290,6 +313,11 @@ class _Check:
             expected_object_key=self.expected_object_key,
         ):
             self.out.add("key_mismatch", fault.detail, fault.expected, fault.found)
+        self.timestamp = check_timestamp(
+            frame.timestamp_line, seal, seal_hash(frame.seal_bytes), self.timestamps
+        )
+        if self.timestamp.problem is not None:
+            self.out.add(*self.timestamp.problem)
         if frame.container != seal.compression:
             self.out.add(
                 "malformed_segment",

@@ -17,9 +17,19 @@ run:
   unless the trust file names that stream for the key;
 - downloads only the segments after the head.
 
+The file also records the time-stamp policy the heads were verified under
+(``timestamps``: the sorted SHA-256 fingerprints of the ``--tsa-cert``
+certificates and whether ``--require-timestamps`` was on; section 13 of
+``docs/FORMAT.md``). Segments behind a saved head are not downloaded again, so
+their tokens were checked only as that policy says: a run with a stronger
+policy (a ``--tsa-cert`` certificate the file does not record, any when it
+records none, or ``--require-timestamps`` when it was off) refuses the file
+with a configuration error instead of vouching for tokens nobody checked.
+
 The file is written atomically and fsync'd; it is evidence, keep it where the
 bucket's writers cannot change it. Version 1 files (without key ids or
-listing digest) are read; those checks start with the next clean run.
+listing digest) are read; those checks start with the next clean run. Files
+without ``timestamps`` record the weakest policy (no anchors, not required).
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +47,13 @@ from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.encoding import is_archiver_timestamp
 from audit_archiver.errors import ConfigurationError
 
-__all__ = ["StreamHead", "history_digest", "load_state", "save_state"]
+__all__ = [
+    "StreamHead",
+    "TimestampRecord",
+    "history_digest",
+    "load_state",
+    "save_state",
+]
 
 _VERSION = 2
 _HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
@@ -69,6 +85,35 @@ class StreamHead:
             self.last_received_at,
             self.sealed_at,
         )
+
+
+@dataclass(frozen=True)
+class TimestampRecord:
+    """The time-stamp policy of a verify run, as a state file records it."""
+
+    anchors: tuple[str, ...] = ()
+    """Sorted SHA-256 fingerprints (hex) of the ``--tsa-cert`` certificates (DER)."""
+    required: bool = False
+    """``--require-timestamps``."""
+
+    @classmethod
+    def of(cls, certificates: Iterable[bytes], *, required: bool) -> TimestampRecord:
+        """The record of a run trusting ``certificates`` (DER)."""
+        return cls(tuple(sorted({hashlib.sha256(c).hexdigest() for c in certificates})), required)
+
+    def stronger_than(self, saved: TimestampRecord) -> str | None:
+        """Why heads saved under ``saved`` do not vouch for tokens as this policy
+        checks them, or None when they do."""
+        if self.required and not saved.required:
+            return "--require-timestamps is on, and it was off when the heads were saved"
+        if self.anchors and not saved.anchors:
+            return "no --tsa-cert was given when the heads were saved (tokens were not verified)"
+        if not set(saved.anchors) <= set(self.anchors):
+            return (
+                "a --tsa-cert certificate the heads were verified with is not given now"
+                " (tokens behind the heads may chain to it)"
+            )
+        return None
 
 
 def history_digest(originals: Iterable[tuple[str, str, int]]) -> str:
@@ -135,11 +180,17 @@ def _head(fields: Any) -> StreamHead:
     )
 
 
-def load_state(path: Path, source: str) -> dict[str, StreamHead]:
+def load_state(
+    path: Path, source: str, *, timestamps: TimestampRecord | None = None
+) -> dict[str, StreamHead]:
     """Read a state file; a missing file is an empty state.
 
+    With ``timestamps`` (this run's policy), a file whose heads were saved under
+    a weaker time-stamp policy is refused (see the module docstring).
+
     Raises:
-        ConfigurationError: unreadable, malformed, or recorded for another archive.
+        ConfigurationError: unreadable, malformed, recorded for another archive,
+            or under a weaker time-stamp policy.
     """
     try:
         with open(path, "rb") as handle:
@@ -164,15 +215,52 @@ def load_state(path: Path, source: str) -> dict[str, StreamHead]:
         streams = data.get("streams")
         if not isinstance(streams, dict):
             raise ValueError("'streams' is not an object")
-        return {str(name): _head(head) for name, head in streams.items()}
+        heads = {str(name): _head(head) for name, head in streams.items()}
+        saved = _timestamp_record(data.get("timestamps"))
     except ConfigurationError:
         raise
     except (ValueError, TypeError, RecursionError) as e:
         raise ConfigurationError(f"cannot read state file {path}: {e}") from e
+    why = timestamps.stronger_than(saved) if timestamps is not None and heads else None
+    if why is not None:
+        raise ConfigurationError(
+            f"state file {path} holds heads verified under a weaker time-stamp policy: {why}."
+            " Segments behind those heads are not downloaded again, so their tokens would"
+            " pass unchecked. Run once with a new --state FILE (a full check from segment 0"
+            " under this policy) and use that file from then on; keep the old one as"
+            " evidence of the heads it recorded"
+        )
+    return heads
 
 
-def save_state(path: Path, source: str, heads: dict[str, StreamHead]) -> None:
+def _timestamp_record(fields: Any) -> TimestampRecord:
+    """The ``timestamps`` object of a state file (absent: the weakest policy)."""
+    if fields is None:
+        return TimestampRecord()
+    if not isinstance(fields, dict) or set(fields) != {"tsa_cert_sha256", "require_timestamps"}:
+        raise ValueError("'timestamps' must have exactly tsa_cert_sha256 and require_timestamps")
+    anchors, required = fields["tsa_cert_sha256"], fields["require_timestamps"]
+    if not isinstance(anchors, list) or not all(
+        isinstance(a, str) and _HEX64.match(a) for a in anchors
+    ):
+        raise ValueError("tsa_cert_sha256 must be a list of SHA-256 fingerprints (64 hex digits)")
+    if not isinstance(required, bool):
+        raise ValueError("require_timestamps must be true or false")
+    return TimestampRecord(tuple(sorted(set(anchors))), required)
+
+
+def save_state(
+    path: Path,
+    source: str,
+    heads: Mapping[str, StreamHead],
+    *,
+    timestamps: TimestampRecord | None = None,
+) -> None:
     """Write the state file atomically (fsync'd: it is evidence).
+
+    ``timestamps`` is the time-stamp policy the heads were verified under
+    (default: the weakest: no
+    anchors, not required) makes a later run with ``--tsa-cert`` refuse the file.
 
     Raises:
         ConfigurationError: the file cannot be written.
@@ -182,7 +270,16 @@ def save_state(path: Path, source: str, heads: dict[str, StreamHead]) -> None:
         fields = asdict(head)
         fields["key_ids"] = sorted(head.key_ids)
         streams[name] = fields
-    payload = {"version": _VERSION, "source": source, "streams": streams}
+    record = timestamps or TimestampRecord()
+    payload = {
+        "version": _VERSION,
+        "source": source,
+        "streams": streams,
+        "timestamps": {
+            "tsa_cert_sha256": list(record.anchors),
+            "require_timestamps": record.required,
+        },
+    }
     try:
         write_atomically(path, (json.dumps(payload, indent=1) + "\n").encode())
     except OSError as e:

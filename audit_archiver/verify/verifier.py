@@ -45,6 +45,8 @@ from audit_archiver.verify.problems import Problem
 from audit_archiver.verify.report import Report
 from audit_archiver.verify.segment_check import Limits, SegmentResult
 from audit_archiver.verify.state import StreamHead, history_digest
+from audit_archiver.verify.timestamp_tally import TimestampTally
+from audit_archiver.verify.timestamps import TimestampPolicy
 from audit_archiver.verify.worker import CheckSettings, SegmentTask, run_tasks
 
 __all__ = ["SegmentTask", "Verifier", "VerifyOptions", "default_workers"]
@@ -79,6 +81,7 @@ class VerifyOptions:
     since: datetime | None = None
     now: datetime | None = None
     state: Mapping[str, StreamHead] = field(default_factory=dict)
+    timestamps: TimestampPolicy = field(default_factory=TimestampPolicy)
 
     def __post_init__(self) -> None:
         """Refuse a seal prefix no writer could have used.
@@ -116,7 +119,13 @@ class Verifier:
         self._prefixes: dict[str, Counter[str]] = defaultdict(Counter)
         self._first_key_of: dict[tuple[str, str], str] = {}
         self._content: dict[str, str] = {}
+        self._stamps: dict[str, TimestampTally] = {}
         self.heads: dict[str, StreamHead] = {}
+
+    @property
+    def options(self) -> VerifyOptions:
+        """What this verifier was asked to check (read-only)."""
+        return self._options
 
     def run(self) -> Report:
         """Check the bucket, list, check and chain everything; return the report.
@@ -150,7 +159,9 @@ class Verifier:
         self._check(tasks, chains, report)
         for name, chain in chains.items():
             report.problems += chain.problems
-            report.streams.append(chain.summary())
+            stamps = self._stamps.get(name) or TimestampTally(name)
+            report.streams.append(stamps.summary(chain.summary()))
+            report.notices += stamps.notices(self._options.timestamps)
             self._finish_stream(name, chain, report)
         report.prefix = self._pin_prefix(report)
         report.streams.sort(key=lambda s: s.stream)
@@ -317,6 +328,7 @@ class Verifier:
             limits=self._options.limits,
             deep=self._options.deep,
             threads=1,
+            timestamps=self._options.timestamps,
         )
         done = events = 0
         for result in run_tasks(tasks, settings, self._options.workers):
@@ -334,6 +346,9 @@ class Verifier:
                 continue
             report.problems += result.problems
             chains[result.stream].add(result)
+            if result.timestamp is not None:
+                tally = self._stamps.setdefault(result.stream, TimestampTally(result.stream))
+                tally.add(result.key, result.timestamp)
 
     def _note_seal(self, result: SegmentResult, report: Report) -> None:
         """Record the key and prefix an authenticated seal names; flag a new key."""

@@ -34,6 +34,7 @@ from audit_archiver.core.trust import TrustPolicy
 from audit_archiver.errors import (
     IntegrityError,
     ObjectNotFoundError,
+    ObjectRefusedError,
     ObjectTooLargeError,
     StorageError,
     TransportChecksumError,
@@ -42,9 +43,10 @@ from audit_archiver.storage.base import ObjectInfo, ObjectStore, ObjectStream
 from audit_archiver.storage.specs import LocalSpec, S3Spec, StoreSpec
 from audit_archiver.verify.problems import Notice, Problem
 from audit_archiver.verify.retention import check_retention
-from audit_archiver.verify.segment_check import Limits, SegmentResult, check_segment
+from audit_archiver.verify.segment_check import Limits, LineSink, SegmentResult, check_segment
+from audit_archiver.verify.timestamps import TimestampPolicy
 
-__all__ = ["CheckSettings", "SegmentTask", "check_chunk", "run_tasks"]
+__all__ = ["CheckSettings", "SegmentTask", "check_chunk", "check_object", "run_tasks"]
 
 CHUNK = 16
 PROCESS_THRESHOLD = 64
@@ -72,6 +74,7 @@ class CheckSettings:
     limits: Limits = field(default_factory=Limits)
     deep: bool = False
     threads: int = 1
+    timestamps: TimestampPolicy = field(default_factory=TimestampPolicy)
 
 
 _STORES: dict[StoreSpec, ObjectStore] = {}
@@ -110,19 +113,34 @@ def _short(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 
-def _check_one(task: SegmentTask, settings: CheckSettings) -> SegmentResult:
+def check_object(
+    store: ObjectStore,
+    task: SegmentTask,
+    settings: CheckSettings,
+    *,
+    on_line: LineSink | None = None,
+) -> SegmentResult:
     """Fetch and check one object version; only a store failure raises.
+
+    The one total check of an object, shared by ``verify``'s workers, ``query``
+    and ``prove``: an object over the size limit is ``object_too_large``, bytes
+    that fail the store's checksum are ``checksum_mismatch``, a vanished version
+    or any other exception is ``malformed_segment`` (a short reason, no
+    traceback). ``on_line`` sees every event line while it is checked (see
+    :func:`~audit_archiver.verify.segment_check.check_segment`); what it kept
+    may be trusted only when the result has no problem. ``settings.spec`` is
+    not used (``store`` is the store to read).
 
     Raises:
         StorageError: the store failed (not a problem of this object).
     """
     try:
-        return _fetch_and_check(task, settings)
+        return _fetch_and_check(store, task, settings, on_line)
     except ObjectTooLargeError as e:
         return _problem_result(task, "object_too_large", f"not read: {e}", e)
     except TransportChecksumError as e:
         return _problem_result(task, "checksum_mismatch", f"cannot be read intact: {e}", e)
-    except ObjectNotFoundError as e:
+    except (ObjectNotFoundError, ObjectRefusedError) as e:
         return _problem_result(task, "malformed_segment", f"cannot be read: {e}", None)
     except StorageError:
         raise
@@ -131,6 +149,10 @@ def _check_one(task: SegmentTask, settings: CheckSettings) -> SegmentResult:
         if isinstance(e, IntegrityError):
             detail = f"cannot be read intact: {_short(e)}"
         return _problem_result(task, "malformed_segment", detail, None)
+
+
+def _check_one(task: SegmentTask, settings: CheckSettings) -> SegmentResult:
+    return check_object(_store(settings), task, settings)
 
 
 class _Hashing:
@@ -146,8 +168,9 @@ class _Hashing:
         return data
 
 
-def _fetch_and_check(task: SegmentTask, settings: CheckSettings) -> SegmentResult:
-    store = _store(settings)
+def _fetch_and_check(
+    store: ObjectStore, task: SegmentTask, settings: CheckSettings, on_line: LineSink | None
+) -> SegmentResult:
     limits = settings.limits
     with store.open_object(task.key, task.version_id, max_bytes=limits.max_object_bytes) as stream:
         hashing = _Hashing(stream)
@@ -160,6 +183,8 @@ def _fetch_and_check(task: SegmentTask, settings: CheckSettings) -> SegmentResul
             expected_object_key=task.expected_object_key,
             limits=limits,
             deep=settings.deep,
+            timestamps=settings.timestamps,
+            on_line=on_line,
         )
         while hashing.read(1 << 16):  # to the end: the store's checksum is checked there
             pass

@@ -98,7 +98,18 @@ def test_bad_token_files_are_refused_by_line(content: bytes, expected: str) -> N
 def test_parse_listen_accepts_unix_paths() -> None:
     assert parse_listen("unix:/run/audit/ingest.sock") == Path("/run/audit/ingest.sock")
     assert parse_listen("[::1]:8787") == ("::1", 8787)
-    for bad in ("unix:relative.sock", "unix:", "unix:/" + "a" * 200, "nohost", "h:99999"):
+    bad_addresses = (
+        "unix:relative.sock",
+        "unix:",
+        "unix:/" + "a" * 200,
+        "nohost",
+        "h:99999",
+        "[::1:8787",  # an unclosed bracket
+        "::1:8787",  # IPv6 without brackets: which colon ends the host?
+        "h:\u0663",  # Arabic-Indic digit three: isdigit(), yet no port
+        "h:000000080",
+    )
+    for bad in bad_addresses:
         with pytest.raises(ConfigurationError):
             parse_listen(bad)
 

@@ -33,6 +33,21 @@ def test_timestamps_are_utc_fixed_width() -> None:
         format_timestamp(datetime(2026, 1, 1))
 
 
+def test_early_years_keep_the_fixed_width() -> None:
+    """Review finding L4: strftime's %Y gave "999-..." (not string-ordered)."""
+    text = format_timestamp(datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
+    assert text == "0999-01-02T03:04:05.000006Z"
+    assert is_archiver_timestamp(text)
+    assert format_timestamp(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00.000000Z"
+    assert text < format_timestamp(datetime(2026, 1, 1, tzinfo=UTC))
+    assert format_timestamp(parse_rfc3339("0999-12-31T23:00:00-02:00")) == (
+        "1000-01-01T01:00:00.000000Z"
+    )
+    for refused in ("0000-01-01T00:00:00Z", "0001-01-01T00:30:00+01:00"):
+        with pytest.raises(ValueError, match="not a valid date-time"):
+            parse_rfc3339(refused)
+
+
 def test_parse_rfc3339_variants() -> None:
     assert parse_rfc3339("2026-11-23T15:00:00Z") == datetime(2026, 11, 23, 15, tzinfo=UTC)
     nanos = parse_rfc3339("2026-11-23t15:00:00.123456789+01:00")

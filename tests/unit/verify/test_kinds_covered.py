@@ -16,11 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial import kit
-from tests.adversarial.scenarios import SCENARIOS, found_problems
+from tests.adversarial.scenarios import SCENARIOS as ADVERSARIAL_SCENARIOS
+from tests.adversarial.scenarios import found_problems
+from tests.tsa import timestamp_scenarios
 from tests.vectors.generate import CASES
 from tests.vectors.generate import HERE as VECTORS
 
 FORMAT = Path(__file__).parents[3] / "docs" / "FORMAT.md"
+SCENARIOS = {**ADVERSARIAL_SCENARIOS, **timestamp_scenarios()}  # a real local TSA (openssl)
 
 
 def documented_kinds() -> list[str]:
