@@ -149,9 +149,20 @@ def two_streams() -> tuple[Sealed, Sealed]:
     return seal_stream("app-1", 12), seal_stream("app-2", 6, heartbeats=(2, 3))
 
 
-@pytest.fixture
-def folder(tmp_path: Path, two_streams: tuple[Sealed, Sealed]) -> list[str | Path]:
-    return ["--local-dir", write_folder(tmp_path / "copy", *two_streams), "--prefix", "audit"]
+@pytest.fixture(params=["folder", "bucket"])
+def folder(
+    request: pytest.FixtureRequest, tmp_path: Path, two_streams: tuple[Sealed, Sealed]
+) -> list[str | Path]:
+    """The two streams as a downloaded copy, or in a locked bucket of moto's S3 server:
+    the filter and format tests run against both."""
+    if request.param == "folder":
+        return ["--local-dir", write_folder(tmp_path / "copy", *two_streams), "--prefix", "audit"]
+    endpoint, bucket = request.getfixturevalue("locked_bucket")
+    store = S3Store.connect(bucket, region="us-east-1", endpoint_url=endpoint)
+    for sealed in two_streams:
+        for segment in sealed.segments:
+            store.put_new(segment.key, segment.data, retain_until=None)
+    return ["--bucket", bucket, "--prefix", "audit", "--endpoint-url", endpoint]
 
 
 # -- attacks: nothing unverified is printed --------------------------------------------------
