@@ -100,9 +100,26 @@ def _summary(verdict: ProofVerdict, **proof: Any) -> dict[str, Any]:
             "head_sealed_at": head.sealed_at,
             "head_key_id": head.key_id,
             "head_seal_hash": verdict.head_hash,
-            "stepped_over_segments": list(verdict.stepped_over),
+            "stepped_over_segments": [
+                {"first": first, "last": last} for first, last in verdict.stepped_over
+            ],
         }
     return out
+
+
+SHOWN_RUNS = 10
+"""At most this many runs of stepped-over numbers in the text verdict (``--json`` has all)."""
+
+
+def _runs_text(runs: list[dict[str, int]]) -> str:
+    """``3, 7..999999999998``: each run as one number or ``first..last``, never expanded;
+    the first :data:`SHOWN_RUNS` only, so the line stays short whatever the proof holds."""
+    shown = [
+        str(run["first"]) if run["first"] == run["last"] else f"{run['first']}..{run['last']}"
+        for run in runs[:SHOWN_RUNS]
+    ]
+    more = len(runs) - SHOWN_RUNS
+    return ", ".join(shown) + (f" and {more} more runs (see --json)" if more > 0 else "")
 
 
 def _timestamp_text(summary: dict[str, Any]) -> str:
@@ -122,7 +139,7 @@ def _text(summary: dict[str, Any]) -> str:
         lines += [f"  {f['reason']}: {f['detail']}" for f in summary["failures"]]
         return "\n".join(safe_text(line) for line in lines)
     stepped = summary["stepped_over_segments"]
-    jumps = f" (segment numbers stepped over: {', '.join(map(str, stepped))})" if stepped else ""
+    jumps = f" (segment numbers stepped over: {_runs_text(stepped)})" if stepped else ""
     return safe_text(
         f"ok: seq {summary['seq']} of stream {summary['stream']} is leaf"
         f" {summary['leaf_index']} of {summary['tree_size']} in segment"

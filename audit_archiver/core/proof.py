@@ -346,8 +346,10 @@ class ProofVerdict:
 
     ``seal`` and ``head`` are set only when authenticated (``head`` is
     ``seal`` when the chain is empty); ``failures`` is empty exactly when the
-    proof holds. ``stepped_over`` lists the segment numbers between the
-    segment and the head that the chain jumps over (ADR 7).
+    proof holds. ``stepped_over`` lists the runs of segment numbers between
+    the segment and the head that the chain jumps over (ADR 7), each as
+    ``(first, last)``, inclusive: a run is never expanded, so a seal numbered
+    far ahead costs one pair, not one entry per number.
     ``timestamp_checked`` is true when the token was checked against trust
     anchors; ``timestamp_time`` is then its ``genTime`` when it holds.
     """
@@ -357,7 +359,7 @@ class ProofVerdict:
     seal_hash: str
     head: Seal | None
     head_hash: str
-    stepped_over: tuple[int, ...] = ()
+    stepped_over: tuple[tuple[int, int], ...] = ()
     timestamp_checked: bool = False
     timestamp_time: str | None = None
 
@@ -473,15 +475,18 @@ def _chain_seals(proof: Proof, policy: TrustPolicy, out: _Failures) -> list[Seal
     return backwards[::-1]
 
 
-def _check_links(proof: Proof, seal: Seal, later: list[Seal], out: _Failures) -> tuple[int, ...]:
+def _check_links(
+    proof: Proof, seal: Seal, later: list[Seal], out: _Failures
+) -> tuple[tuple[int, int], ...]:
     """Each later seal continues the one before: same stream, a higher segment number,
     ``first_seq`` and time floors (:func:`link_faults`; the hashes are already checked).
 
-    Returns the numbers jumped over (the writer stepped over an object it did not
-    write there, ADR 7: its next seal still links by hash to the last one it wrote).
+    Returns the runs of numbers jumped over, ``(first, last)`` (the writer stepped
+    over an object it did not write there, ADR 7: its next seal still links by hash
+    to the last one it wrote). At most one run per chain seal, whatever the jump.
     """
     head = ChainHead().after(seal, seal_hash(proof.seal))
-    stepped: list[int] = []
+    stepped: list[tuple[int, int]] = []
     for position, (current, stored) in enumerate(zip(later, proof.chain, strict=True)):
         if current.stream != proof.stream:
             out.add("wrong_stream", f"chain[{position}] is of stream {current.stream!r}")
@@ -492,8 +497,8 @@ def _check_links(proof: Proof, seal: Seal, later: list[Seal], out: _Failures) ->
                 f"chain[{position}] is segment {current.segment_seq}: it does not follow"
                 f" segment {previous}",
             )
-        else:
-            stepped += range(head.next_segment_seq, current.segment_seq)
+        elif current.segment_seq > head.next_segment_seq:
+            stepped.append((head.next_segment_seq, current.segment_seq - 1))
         for fault in link_faults(head, current):
             out.add("chain_broken", f"chain[{position}]: {fault.detail}")
         head = head.after(current, seal_hash(stored))
@@ -533,7 +538,7 @@ def check_proof(proof: Proof, policy: TrustPolicy, *, tsa: TsaTrust | None = Non
         _check_event(proof, seal, out)
     head = seal
     head_bytes = proof.seal
-    stepped: tuple[int, ...] = ()
+    stepped: tuple[tuple[int, int], ...] = ()
     if proof.chain:
         head_bytes = proof.chain[-1]
         later = _chain_seals(proof, policy, out)

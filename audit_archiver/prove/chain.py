@@ -19,7 +19,10 @@ writer's and the verifier's (ADR 7, :mod:`audit_archiver.verify.chain`):
   of the chain: it ends at that seal, the head (the head need not be the
   newest object).
 
-What was stepped over is returned (the prover prints it as warnings). Only
+What was stepped over is returned (the prover prints it as warnings): the
+problems of each object, and each run of numbers with no object as one
+problem (``segments 3..999999999998 are missing``), never one per number, so
+junk at a far number costs nothing. Only
 what a proof needs is kept per seal (:class:`LinkedSeal`: its bytes, hash and
 parsed fields), not the frames. Seals are read by a few threads at once, a
 window at a time; the links are checked in order.
@@ -61,8 +64,9 @@ class Chain:
     signature (None when the chain is empty).
 
     ``stepped_over``: the problems of the objects between linked seals that the
-    chain steps over; ``after_head``: those of the objects after the head,
-    which are not part of it.
+    chain steps over, and one per run of missing numbers there; ``after_head``:
+    those of the objects after the head, which are not part of it (the missing
+    numbers there are not reported).
     """
 
     seals: tuple[LinkedSeal, ...]
@@ -85,10 +89,24 @@ def _prefix(seal: Seal) -> str:
     return parts.prefix
 
 
-def _missing(archive: StreamArchive, numbers: range) -> list[Problem]:
+def _missing(archive: StreamArchive, first: int, last: int) -> list[Problem]:
+    """One ``sequence_gap`` for the run of unlisted numbers ``first..last`` (none when the
+    run is empty), on the key of its first number. A run is never expanded: junk at a
+    far number (``999999999999``) costs one problem, not one per number."""
+    if first > last:
+        return []
+    detail = (
+        f"segment {first} is missing" if first == last else f"segments {first}..{last} are missing"
+    )
     return [
-        Problem("sequence_gap", archive.key_of(n), f"segment {n} is missing", archive.stream)
-        for n in numbers
+        Problem(
+            "sequence_gap",
+            archive.key_of(first),
+            detail,
+            archive.stream,
+            expected=str(first),
+            found=str(last + 1),
+        )
     ]
 
 
@@ -108,15 +126,17 @@ def read_chain(archive: StreamArchive, start: SealRead, *, workers: int) -> Chai
     prefix = _prefix(start.seal)
     seals: list[LinkedSeal] = []
     stepped: list[Problem] = []
-    pending: list[Problem] = []
+    pending: list[Problem] = []  # since the last linked seal, in number order
+    objects: list[Problem] = []  # the same, without the runs of missing numbers
     signature: bytes | None = None
     previous = after
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for number, read in _in_windows(pool, archive, numbers):
-            pending += _missing(archive, range(previous + 1, number))
+            pending += _missing(archive, previous + 1, number - 1)
             previous = number
             if not isinstance(read, SealRead):
                 pending += read
+                objects += read
                 continue
             faults = link_faults(head, read.seal)
             if faults:
@@ -140,7 +160,10 @@ def read_chain(archive: StreamArchive, start: SealRead, *, workers: int) -> Chai
                 )
             stepped += pending
             pending = []
+            objects = []
             seals.append(LinkedSeal(read.seal, read.seal_hash, read.frame.seal_bytes, read.key))
             signature = parse_signature_line(read.frame.signature_line)[0]
             head = head.after(read.seal, read.seal_hash)
-    return Chain(tuple(seals), signature, tuple(stepped), tuple(pending))
+    # After the head, numbers with no object are not evidence of anything (the stream
+    # has not reached them): only the objects there are reported.
+    return Chain(tuple(seals), signature, tuple(stepped), tuple(objects))

@@ -284,31 +284,57 @@ def run_verifier(verifier: Verifier, state: Path | None) -> Report:
     """
     report = verifier.run()
     if state is not None:
-        heads = heads_to_save(report, verifier.heads, load_state(state, report.source))
-        if heads is not None:
-            save_state(state, report.source, heads, timestamps=_record(verifier.options.timestamps))
+        heads = heads_to_save(
+            report, verifier.heads, load_state(state, report.source), verifier.newest_listed()
+        )
+        save_state(state, report.source, heads, timestamps=_record(verifier.options.timestamps))
     return report
 
 
+_RELISTED = frozenset(
+    {
+        "extra_version",
+        "delete_marker",
+        "unexpected_object",
+        "bucket_object_lock_disabled",
+        "bucket_versioning_disabled",
+        "bucket_default_retention",
+    }
+)
+"""Problems every run finds again from the listing or the bucket's settings, whatever
+the saved heads: they hold no head back."""
+
+
 def heads_to_save(
-    report: Report, verified: Mapping[str, StreamHead], saved: Mapping[str, StreamHead]
-) -> dict[str, StreamHead] | None:
-    """The state to write after ``report``, or None to leave the state file as it is.
+    report: Report,
+    verified: Mapping[str, StreamHead],
+    saved: Mapping[str, StreamHead],
+    newest: Mapping[str, int] | None = None,
+) -> dict[str, StreamHead]:
+    """The state to write after ``report``.
 
     Streams are independent chains, so each is judged on its own: a stream with
-    no problem in the run gets its newly ``verified`` head; a stream with a
-    problem of its own keeps the head ``saved`` before (none if it had none), so
-    every later run re-checks from there and reports the problem again, while a
-    problem that cannot go away (an ``extra_version`` under COMPLIANCE) no
-    longer stops the other streams' heads from advancing. Streams the run did
-    not look at (``--stream``) keep their saved heads. A problem of no stream
-    (the bucket's settings, an object outside the layout) saves nothing.
+    no problem in the run, or only problems every run finds again from the
+    listing (:data:`_RELISTED`: later versions, delete markers, stray objects,
+    the bucket's settings), gets its newly ``verified`` head. A stream with
+    another problem keeps the head ``saved`` before (none if it had none), so
+    every later run re-checks it from there and reports the problem again; the
+    kept head also records the ``newest`` segment number listed
+    (``seen_through``), so deleting the bad tail afterwards is ``truncated``,
+    not a clean run. Streams the run did not look at (``--stream``) keep their
+    saved heads.
     """
-    if any(problem.stream is None for problem in report.problems):
-        return None
-    troubled = {problem.stream for problem in report.problems}
+    newest = newest or {}
+    troubled = {problem.stream for problem in report.problems if problem.kind not in _RELISTED}
     heads = dict(saved)
     for name, head in verified.items():
         if name not in troubled:
             heads[name] = head
+    for stream in troubled - {None}:
+        assert stream is not None
+        kept, seen = heads.get(stream), newest.get(stream)
+        if kept is not None and seen is not None and seen >= kept.segment_seq:
+            heads[stream] = dataclasses.replace(
+                kept, seen_through=max(seen, kept.seen_through or seen)
+            )
     return heads

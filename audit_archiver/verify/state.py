@@ -1,8 +1,10 @@
 """The verify state file: each stream's verified head, for truncation checks and
 incremental runs.
 
-After a run with no problem, ``verify --state FILE`` records for every stream
-the newest verified segment (number, seal hash, object version, and the chain
+After each run, ``verify --state FILE`` records for every stream that verified
+(the rule is :func:`audit_archiver.verify.run.heads_to_save`: a stream with a
+problem keeps its older head and the newest number it listed) the newest
+verified segment (number, seal hash, object version, and the chain
 head the next segment must continue), the ids of the keys that have signed the
 stream, and a digest of the listing of every segment before that head. The next
 run:
@@ -75,6 +77,10 @@ class StreamHead:
     key_ids: tuple[str, ...] = ()
     history_digest: str | None = None
     last_modified: str | None = None
+    seen_through: int | None = None
+    """Set when a run found problems on this stream and kept this (older) head: the
+    newest segment number that run listed. A later listing ending before it is
+    ``truncated``, so a bad tail cannot be erased by deleting it."""
 
     def chain_head(self) -> ChainHead:
         """The chain head the next segment must continue."""
@@ -130,7 +136,7 @@ def history_digest(originals: Iterable[tuple[str, str, int]]) -> str:
     return digest.hexdigest()
 
 
-_ADDED_IN_2 = ("history_digest", "last_modified")
+_ADDED_IN_2 = ("history_digest", "last_modified", "seen_through")
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "key": (str,),
     "version_id": (str, type(None)),
@@ -141,6 +147,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "sealed_at": (str,),
     "history_digest": (str, type(None)),
     "last_modified": (str, type(None)),
+    "seen_through": (int, type(None)),
 }
 
 
@@ -166,6 +173,9 @@ def _head(fields: Any) -> StreamHead:
             raise ValueError(f"{name} is not an archiver timestamp")
     if fields["segment_seq"] < 0 or fields["next_seq"] < 0:
         raise ValueError("segment_seq and next_seq must not be negative")
+    seen = fields.get("seen_through")
+    if seen is not None and seen < fields["segment_seq"]:
+        raise ValueError("seen_through must not be below segment_seq")
     return StreamHead(
         key=fields["key"],
         version_id=fields["version_id"],
@@ -177,6 +187,7 @@ def _head(fields: Any) -> StreamHead:
         key_ids=tuple(key_ids),
         history_digest=fields.get("history_digest"),
         last_modified=fields.get("last_modified"),
+        seen_through=seen,
     )
 
 

@@ -122,6 +122,10 @@ class Verifier:
         self._stamps: dict[str, TimestampTally] = {}
         self.heads: dict[str, StreamHead] = {}
 
+    def newest_listed(self) -> dict[str, int]:
+        """Each listed stream's newest segment number (after :meth:`run`)."""
+        return {name: max(s.segments) for name, s in self._streams.items() if s.segments}
+
     @property
     def options(self) -> VerifyOptions:
         """What this verifier was asked to check (read-only)."""
@@ -217,6 +221,19 @@ class Verifier:
             else:
                 first = saved.segment_seq
                 chain = StreamChain(name, saved.chain_head())
+                if saved.seen_through is not None and numbers[-1] < saved.seen_through:
+                    report.problems.append(
+                        Problem(
+                            "truncated",
+                            _sibling_key(saved.key, numbers[-1] + 1),
+                            f"newest segment is {numbers[-1]}, but a previous run that found"
+                            f" problems on this stream listed segments up to"
+                            f" {saved.seen_through}: they were removed",
+                            stream=name,
+                            expected=f">= {saved.seen_through}",
+                            found=str(numbers[-1]),
+                        )
+                    )
         elif self._options.since is not None:
             recent = [
                 n

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -520,15 +521,16 @@ def test_a_segments_timestamp_token_is_carried_unchecked(tmp_path: Path) -> None
 # -- objects the writer stepped over (ADR 7) --------------------------------------------------
 
 
-def stepped_copy(root: Path, *, segments: int, skip: int) -> Path:
+def stepped_copy(root: Path, *, segments: int, skip: int, jump: int = 1) -> Path:
     """A copy of prefix ``audit`` whose app-1 writer stepped over number ``skip`` because a
-    foreign object (re-signed by another key) was there: segment ``skip + 1`` links to
-    ``skip - 1``, and the foreign object stays at ``skip``."""
+    foreign object (re-signed by another key) was there: segment ``skip + jump`` links to
+    ``skip - 1``, and the foreign object stays at ``skip`` (with ``jump`` > 1, the numbers
+    between have no object)."""
     sealer = StreamSealer(prefix="audit", stream="app-1", signer=fixed_signer(), head=ChainHead())
     store = LocalDirectoryStore(root)
     for number in range(segments):
         if number == skip:
-            sealer.head = dataclasses.replace(sealer.head, next_segment_seq=number + 1)
+            sealer.head = dataclasses.replace(sealer.head, next_segment_seq=number + jump)
             continue
         first = sealer.head.next_seq
         lines = [
@@ -564,8 +566,8 @@ def test_a_foreign_object_at_a_stepped_over_number_does_not_block_proofs(
                 in result.stderr
             )
             assert "stepped over: the next segment links by hash" in result.stderr
-            assert verdict["stepped_over_segments"] == [3]
-            assert "segment numbers stepped over: 3" in text
+            assert verdict["stepped_over_segments"] == [{"first": 3, "last": 3}]
+            assert "segment numbers stepped over: 3)" in text
         else:
             assert verdict["stepped_over_segments"] == []
 
@@ -586,6 +588,60 @@ def test_junk_after_the_head_ends_the_chain_there(copy: Path, tmp_path: Path) ->
     assert all("after the head (segment 5), not in the chain" in line for line in warnings)
     code, verdict, _ = verify_proof(out)
     assert (code, verdict["head_segment_seq"], verdict["later_segments"]) == (0, 5, 5)
+
+
+def test_junk_at_the_last_number_costs_one_warning_not_a_trillion(
+    copy: Path, tmp_path: Path
+) -> None:
+    """The review's attack (/tmp/rev3/junkfar.py): one junk object at 999999999999 after a
+    stream whose head is 5. The numbers between are one run, never expanded (that took
+    minutes and gigabytes): the proof is made at once, with one warning line (missing
+    numbers after the head are not evidence of anything, only the objects there)."""
+    segment_path(copy, "app-1", 999_999_999_999).write_bytes(b"junk")
+    out = tmp_path / "p.json"
+    started = time.monotonic()
+    result = prove(["--local-dir", copy, "--prefix", "audit"], "app-1", 1, out)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 10, elapsed  # about a second; expanding the run never finishes
+    assert "to head segment 5" in result.stdout
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 1, result.stderr
+    assert warnings[0].startswith(
+        "prove: warning: problem [malformed_segment] app-1/999999999999.ndjson.zst: "
+    )
+    assert "after the head (segment 5), not in the chain" in warnings[0]
+
+
+def test_a_chain_that_jumps_a_billion_numbers_is_one_run(tmp_path: Path) -> None:
+    """The review's attack (/tmp/rev3/jump.py): the writer (or a key holder) numbered the
+    next seal 10**9 after a foreign object. prove, verify-proof and the by-hand check name
+    the run once ("3..1000000002"), in bounded time and output."""
+    jump = 10**9
+    root = stepped_copy(tmp_path / "copy", segments=5, skip=3, jump=jump)
+    head = 3 + jump  # segments 0, 1, 2 and 3 + jump; a foreign object at 3
+    out = tmp_path / "p.json"
+    started = time.monotonic()
+    result = prove(["--local-dir", root, "--prefix", "audit"], "app-1", 1, out)
+    assert result.returncode == 0, result.stderr
+    assert f"to head segment {head}" in result.stdout
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 2, result.stderr
+    assert "[unknown_key] app-1/000000000003.ndjson.zst: " in warnings[0]
+    assert (
+        f"[sequence_gap] app-1/000000000004: segments 4..{2 + jump} are missing; stepped over"
+        in warnings[1]
+    )
+    code, verdict, text = verify_proof(out, text=True)
+    elapsed = time.monotonic() - started
+    assert code == 0, verdict
+    assert verdict["stepped_over_segments"] == [{"first": 3, "last": 2 + jump}]
+    assert f"segment numbers stepped over: 3..{2 + jump})" in text
+    assert len(text) < 1000
+    assert elapsed < 20, elapsed  # three CLI runs; expanding the run never finishes
+    hand = run_hand_check(out, tmp_path)
+    assert hand.returncode == 0, hand.stdout + hand.stderr
+    assert f"the head is segment {head}" in hand.stdout
 
 
 def test_a_trusted_seal_after_junk_that_does_not_link_yields_no_proof(
@@ -856,6 +912,59 @@ def test_the_by_hand_check_of_format_md_works(
     else:
         assert result.returncode != 0, result.stdout
         assert "PROOF OK" not in result.stdout
+
+
+def _plant(field: str, payload: str) -> Callable[[dict[str, Any]], None]:
+    """Put ``payload`` in ``field`` of a proof, or (``chain[i].name``) in a field of a
+    chain seal, re-encoded (so its hash no longer links, as the review's evil2.json)."""
+
+    def change(fields: dict[str, Any]) -> None:
+        if not field.startswith("chain["):
+            if field == "inclusion_path":
+                fields[field][0] = payload
+            else:
+                fields[field] = payload
+            return
+        position, name = int(field[6 : field.index("]")]), field.split(".", 1)[1]
+        seal = json.loads(fields["chain"][position])
+        seal[name] = payload
+        fields["chain"][position] = json.dumps(seal)
+
+    return change
+
+
+@needs_hand_tools
+@pytest.mark.parametrize(
+    "field",
+    [
+        "seq",  # /tmp/rev3/hand/evil.json: INDEX=$((SEQ - FIRST)) ran it
+        "chain[0].event_count",  # evil2.json: read before the head's signature was checked
+        "chain[0].first_seq",
+        "chain[0].segment_seq",
+        "chain[2].segment_seq",  # the head: its signature fails first
+        "chain[2].event_count",
+        "leaf_index",
+        "tree_size",
+        "inclusion_path",
+        "chain",
+        "head_signature",
+    ],
+)
+def test_the_by_hand_check_never_runs_what_a_proof_plants(
+    proof_file: Path, tmp_path: Path, field: str
+) -> None:
+    """bash evaluates a variable inside ``$(( ))`` as an expression, and an array subscript
+    there runs ``$( )``: a proof carrying ``PUB[$(touch MARKER)0]`` in a number ran the
+    command in the script of the first review. The script checks each number before any
+    arithmetic and authenticates each seal before reading it: it exits non-zero and the
+    marker is never created."""
+    marker = tmp_path / "PWNED"
+    payload = f"PUB[$(touch {marker})0]"  # a set variable: set -u would stop at an unset one
+    forged = edited(proof_file, _plant(field, payload))
+    result = run_hand_check(forged, tmp_path)
+    assert not marker.exists(), result.stdout + result.stderr
+    assert result.returncode != 0, result.stdout
+    assert "PROOF OK" not in result.stdout
 
 
 # -- helpers --------------------------------------------------------------------------------------

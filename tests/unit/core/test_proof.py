@@ -397,9 +397,12 @@ def test_a_file_over_the_limit_is_refused_before_parsing() -> None:
 # -- a chain over numbers the writer stepped over (ADR 7) --------------------------------------
 
 
-def stepped_stream(segments: int, per_segment: int, skip: int) -> list[SealedSegment]:
-    """Like ``build_stream``, but the writer steps over number ``skip`` (as after finding a
-    foreign object there, ADR 7): the segment after it links to the one before it."""
+def stepped_stream(
+    segments: int, per_segment: int, skip: int, jump: int = 1
+) -> list[SealedSegment]:
+    """Like ``build_stream``, but the writer steps over numbers ``skip`` to
+    ``skip + jump - 1`` (as after finding a foreign object there, ADR 7): the segment
+    after them links to the one before them."""
     from audit_archiver.agent.sealer import StreamSealer
     from audit_archiver.core.chain import ChainHead
     from audit_archiver.core.event import seal_event
@@ -409,7 +412,7 @@ def stepped_stream(segments: int, per_segment: int, skip: int) -> list[SealedSeg
     built = []
     for number in range(segments):
         if number == skip:
-            sealer.head = dataclasses.replace(sealer.head, next_segment_seq=number + 1)
+            sealer.head = dataclasses.replace(sealer.head, next_segment_seq=number + jump)
             continue
         first = sealer.head.next_seq
         lines = [
@@ -427,7 +430,19 @@ def test_a_chain_that_jumps_over_a_stepped_over_number_holds() -> None:
     assert verdict.failures == ()
     assert verdict.head is not None
     assert verdict.head.segment_seq == 5
-    assert verdict.stepped_over == (3,)
+    assert verdict.stepped_over == ((3, 3),)
+
+
+def test_a_chain_that_jumps_far_ahead_is_one_run_not_a_billion_numbers() -> None:
+    """A seal numbered 10**9 after the one before it (a jump the writer made, or a key
+    holder's choice): the verdict names the run ``(first, last)``; expanding it would
+    take minutes and gigabytes."""
+    segments = stepped_stream(5, 2, skip=2, jump=10**9)
+    numbers = [s.seal.segment_seq for s in segments]
+    assert numbers == [0, 1, 2 + 10**9, 3 + 10**9]
+    verdict = check_proof(make_proof(segments, 1, 3), POLICY)
+    assert verdict.failures == ()
+    assert verdict.stepped_over == ((2, 1 + 10**9),)
 
 
 def test_a_chain_seal_whose_number_does_not_increase_fails(stream: list[SealedSegment]) -> None:
