@@ -32,6 +32,7 @@ __all__ = [
     "ObjectNotFoundError",
     "ObjectTooLargeError",
     "ProofError",
+    "ReportInputError",
     "SignerError",
     "SignerPermanentError",
     "SignerUnavailableError",
@@ -202,6 +203,11 @@ class SourceError(AuditArchiverError):
 
     The agent drains what it accepted and exits with this code (never 0).
     """
+
+
+class ReportInputError(ConfigurationError):
+    """A report given to ``report merge`` is unreadable, not a shard report, or does not
+    belong with the others (another archive or N, a shard missing or given twice)."""
 
 
 class KeyFileError(ConfigurationError):

@@ -45,7 +45,17 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from audit_archiver._cli import agent, bucket, keys, local_s3, prove, query, seal, verify
+    from audit_archiver._cli import (
+        agent,
+        bucket,
+        keys,
+        local_s3,
+        prove,
+        query,
+        report,
+        seal,
+        verify,
+    )
 
     main.add_command(agent.agent)
     main.add_command(bucket.bucket)
@@ -54,6 +64,7 @@ def _register() -> None:
     main.add_command(local_s3.local_s3)
     main.add_command(prove.prove)
     main.add_command(query.query)
+    main.add_command(report.report)
     main.add_command(seal.seal)
     main.add_command(verify.verify)
     main.add_command(prove.verify_proof)

@@ -80,6 +80,14 @@ from audit_archiver.verify.watch import watch as run_watch
     metavar="HOST:PORT",
     help="With --watch: serve Prometheus metrics at http://HOST:PORT/metrics.",
 )
+@click.option(
+    "--shard",
+    metavar="K/N",
+    help="Check only shard K of N (1 <= K <= N): a fixed share of each stream's ranges of"
+    " 4,096 segments, with the links into them; combine the N --json reports with"
+    " `audit-archiver report merge`. Not with --state, --watch or --since.",
+)
+@click.option("--shard-unit-segments", type=int, default=None, hidden=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report on stdout.")
 @click.option("--no-progress", is_flag=True, help="No progress lines on stderr.")
 def verify(

@@ -23,6 +23,7 @@ per-stream figures of the report.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from audit_archiver.core.chain import ChainHead, link_faults
@@ -31,7 +32,7 @@ from audit_archiver.core.seal import Seal
 from audit_archiver.verify.problems import Problem
 from audit_archiver.verify.segment_check import SegmentResult
 
-__all__ = ["KeyRange", "StreamChain", "StreamSummary", "seal_prefix"]
+__all__ = ["KeyRange", "StreamChain", "StreamSummary", "combine_summaries", "seal_prefix"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,54 @@ class StreamSummary:
     """Segments whose RFC 3161 token passed every check made (section 13)."""
     newest_timestamp: str | None = None
     """The TSA's ``genTime`` of the newest token verified with ``--tsa-cert``."""
+
+
+def combine_summaries(parts: list[StreamSummary], *, whole: bool = False) -> StreamSummary:
+    """One stream's summary from the summaries of disjoint ranges of its segments (the
+    work units of ``verify --shard``, within a shard or across shards in ``report merge``).
+
+    Segments, events and time-stamped segments are summed; first and last
+    ``received_at``, newest ``sealed_at`` and newest time-stamp are the min and
+    max; the head is the part with the highest head segment; key ranges are
+    concatenated in segment order. With ``whole`` (the parts are every range of
+    the stream: ``report merge``), a range under the same key as the one before
+    it joins it, as one run's chain records them; without, ranges are kept as
+    they are, since a range of another key may lie between two of a shard's.
+
+    Raises:
+        ValueError: no parts, or parts of different streams.
+    """
+    if not parts or len({p.stream for p in parts}) != 1:
+        raise ValueError("combine the summaries of one stream")
+    if len(parts) == 1 and not whole:
+        return parts[0]
+    heads = [p for p in parts if p.head_segment_seq is not None]
+    head = max(heads, key=lambda p: p.head_segment_seq or 0) if heads else None
+    keys: list[KeyRange] = []
+    for r in sorted((r for p in parts for r in p.keys), key=lambda r: r.first_segment):
+        if whole and keys and keys[-1].key_id == r.key_id:
+            keys[-1] = KeyRange(r.key_id, keys[-1].first_segment, r.last_segment)
+        else:
+            keys.append(r)
+    return StreamSummary(
+        parts[0].stream,
+        sum(p.segments for p in parts),
+        sum(p.events for p in parts),
+        _extreme(min, (p.first_received_at for p in parts)),
+        _extreme(max, (p.last_received_at for p in parts)),
+        _extreme(max, (p.newest_sealed_at for p in parts)),
+        head.head_segment_seq if head else None,
+        head.head_seal_hash if head else None,
+        keys,
+        sum(p.timestamped_segments for p in parts),
+        _extreme(max, (p.newest_timestamp for p in parts)),
+    )
+
+
+def _extreme(pick: Callable[[list[str]], str], values: Iterable[str | None]) -> str | None:
+    """``pick`` (min or max) of the values that are set; None when none is."""
+    known = [v for v in values if v is not None]
+    return pick(known) if known else None
 
 
 def seal_prefix(seal: Seal) -> str | None:

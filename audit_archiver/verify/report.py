@@ -19,6 +19,7 @@ from typing import Any
 
 from audit_archiver.verify.chain import StreamSummary
 from audit_archiver.verify.problems import KINDS, Notice, Problem
+from audit_archiver.verify.shard import Shard, Unit
 
 __all__ = ["Notice", "Report", "render_problem", "render_text", "safe_text"]
 
@@ -71,6 +72,11 @@ class Report:
     incremental: bool = False
     problems: list[Problem] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+    shard: Shard | None = None
+    """``verify --shard``: the shard this report covers, and its work units."""
+    units: list[Unit] = field(default_factory=list)
+    merged: int | None = None
+    """``report merge``: how many shard reports this one combines."""
 
     @property
     def ok(self) -> bool:
@@ -89,7 +95,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         """Return the public JSON report."""
-        return {
+        out: dict[str, Any] = {
             "ok": self.ok,
             "streams": len(self.streams),
             "segments": self.segments,
@@ -101,6 +107,19 @@ class Report:
             "prefix": self.prefix,
             "incremental": self.incremental,
         }
+        if self.shard is not None:
+            out["shard"] = {
+                "index": self.shard.index,
+                "count": self.shard.count,
+                "unit_segments": self.shard.unit_segments,
+                "units": [
+                    {"stream": u.stream, "first_segment": u.first, "last_segment": u.last}
+                    for u in self.units
+                ],
+            }
+        if self.merged is not None:
+            out["merged_shards"] = self.merged
+        return out
 
 
 def render_text(report: Report) -> str:
@@ -116,6 +135,13 @@ def render_text(report: Report) -> str:
             "  incremental (--state): segments after the saved heads were checked; those"
             " before them, from the listing"
         )
+    if report.shard is not None:
+        lines.append(
+            f"  shard {report.shard.index}/{report.shard.count}: {len(report.units)} work"
+            f" unit(s) of up to {report.shard.unit_segments} segments"
+        )
+    if report.merged is not None:
+        lines.append(f"  merged from {report.merged} shard report(s)")
     if report.prefix is not None:
         lines.append(f"  prefix named by the seals: {safe_text(report.prefix) or '(none)'}")
     lines.append("")

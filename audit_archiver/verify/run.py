@@ -19,6 +19,7 @@ from audit_archiver.trust_file import load_trust_file, policy_from_public_keys
 from audit_archiver.verify.progress import ProgressReporter
 from audit_archiver.verify.report import Report
 from audit_archiver.verify.segment_check import Limits
+from audit_archiver.verify.shard import UNIT_SEGMENTS, Shard
 from audit_archiver.verify.state import (
     StreamHead,
     TimestampRecord,
@@ -94,6 +95,10 @@ class VerifySettings(ArchiveSettings):
     progress: bool = True
     tsa_certs: tuple[Path, ...] = ()
     require_timestamps: bool = False
+    shard: str | None = None
+    """``K/N``: check only shard K of N (:mod:`audit_archiver.verify.shard`)."""
+    shard_unit_segments: int | None = None
+    """Segments per work unit (tests only; default :data:`UNIT_SEGMENTS`)."""
 
 
 def load_policy(public_keys: tuple[Path, ...], trust: Path | None) -> TrustPolicy:
@@ -231,6 +236,7 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
         if not ok:
             raise ConfigurationError(message)
     spec, source, base = _source(settings)
+    shard = _shard(settings, base)
     stamps = _record(timestamps)
     state = load_state(settings.state, source, timestamps=stamps) if settings.state else {}
     limits = Limits()
@@ -248,6 +254,7 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
         now=now or datetime.now(UTC),
         state=state,
         timestamps=timestamps,
+        shard=shard,
     )
     progress = ProgressReporter() if settings.progress else None
     store = spec.open()
@@ -255,6 +262,38 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
     return Verifier(
         store, policy, options, source=source, spec=spec, bucket=bucket, progress=progress
     )
+
+
+def _shard(settings: VerifySettings, options: VerifyOptions) -> Shard | None:
+    """The shard ``--shard K/N`` names, refused where a shard's report could not be
+    merged into the report of a full run.
+
+    Raises:
+        ConfigurationError: not K/N, or with ``--state`` (a state file holds every
+            stream's head, a shard knows parts of streams: N shards would race to
+            write N partial files), ``--since`` (its start depends on each whole
+            stream) or a folder without ``--prefix`` (the prefix would be pinned by
+            each shard's own majority, not the archive's).
+    """
+    if settings.shard is None:
+        if settings.shard_unit_segments is not None:
+            raise ConfigurationError("--shard-unit-segments needs --shard K/N")
+        return None
+    refusals = [
+        (settings.state is not None, "--state: a state file holds every stream's head"),
+        (settings.since is not None, "--since: where it starts depends on each whole stream"),
+        (
+            options.seal_prefix is None,
+            "--local-dir without --prefix: each shard would pin its own prefix",
+        ),
+    ]
+    for refused, why in refusals:
+        if refused:
+            raise ConfigurationError(f"--shard cannot be used with {why}")
+    try:
+        return Shard.parse(settings.shard, settings.shard_unit_segments or UNIT_SEGMENTS)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
 
 
 def _record(timestamps: TimestampPolicy) -> TimestampRecord:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from audit_archiver.core.chain import ChainHead
 from audit_archiver.core.encoding import format_timestamp
 from audit_archiver.core.layout import SegmentKey, parse_segment_key, segment_key, validate_prefix
 from audit_archiver.core.trust import TrustPolicy
@@ -39,11 +40,13 @@ from audit_archiver.errors import IntegrityError, ObjectNotFoundError
 from audit_archiver.storage.base import BucketSettingsSource, ObjectStore, ObjectVersion
 from audit_archiver.storage.specs import S3Spec, StoreSpec
 from audit_archiver.verify.bucket_check import object_lock_problems
-from audit_archiver.verify.chain import StreamChain, seal_prefix
+from audit_archiver.verify.chain import StreamChain, combine_summaries, seal_prefix
 from audit_archiver.verify.listing import StreamSegments, plan_streams
 from audit_archiver.verify.problems import Problem
 from audit_archiver.verify.report import Report
+from audit_archiver.verify.seal_reader import SealUnreadableError, read_seal
 from audit_archiver.verify.segment_check import Limits, SegmentResult
+from audit_archiver.verify.shard import Shard, Unit, units_of
 from audit_archiver.verify.state import StreamHead, history_digest
 from audit_archiver.verify.timestamp_tally import TimestampTally
 from audit_archiver.verify.timestamps import TimestampPolicy
@@ -82,15 +85,23 @@ class VerifyOptions:
     now: datetime | None = None
     state: Mapping[str, StreamHead] = field(default_factory=dict)
     timestamps: TimestampPolicy = field(default_factory=TimestampPolicy)
+    shard: Shard | None = None
+    """Check only this shard's work units (:mod:`audit_archiver.verify.shard`)."""
 
     def __post_init__(self) -> None:
-        """Refuse a seal prefix no writer could have used.
+        """Refuse a seal prefix no writer could have used, and a shard of a run whose
+        result depends on the whole archive.
 
         Raises:
-            ValueError: ``seal_prefix`` is not a valid key prefix.
+            ValueError: ``seal_prefix`` is not a valid key prefix, or a shard with
+                ``state``, ``since`` or no ``seal_prefix``.
         """
         if self.seal_prefix is not None:
             validate_prefix(self.seal_prefix)
+        if self.shard is not None and (
+            self.state or self.since is not None or self.seal_prefix is None
+        ):
+            raise ValueError("a shard needs a known seal prefix, and no state or since")
 
 
 class Verifier:
@@ -138,38 +149,131 @@ class Verifier:
             StorageError: the store failed (objects that cannot be read intact
                 become problems, not errors).
         """
-        report = Report(self._source, incremental=bool(self._options.state))
-        if self._options.check_bucket and self._bucket is not None:
+        shard = self._options.shard
+        report = Report(self._source, incremental=bool(self._options.state), shard=shard)
+        if self._options.check_bucket and self._bucket is not None and self._mine(None):
             report.problems += self._bucket_problems(self._bucket)
         self._streams, listed = plan_streams(
             self._store.list_versions(self._options.key_base), self._options.key_base
         )
-        report.problems += listed
+        report.problems += [p for p in listed if self._mine(self._unit_of_key(p.key))]
         wanted = sorted(set(self._options.streams or self._streams) | self._state_streams())
-        chains: dict[str, StreamChain] = {}
+        chains: dict[tuple[str, int], StreamChain] = {}
         tasks: list[SegmentTask] = []
         for name in wanted:
             stream = self._streams.get(name)
             if stream is None or not stream.segments:
-                report.problems.append(
-                    Problem(
-                        "stream_missing", name, "no segments found for this stream", stream=name
+                if self._mine(shard.unit_of(name, 0) if shard else None):
+                    report.problems.append(
+                        Problem(
+                            "stream_missing",
+                            name,
+                            "no segments found for this stream",
+                            stream=name,
+                        )
                     )
-                )
                 continue
-            chain, stream_tasks = self._start(name, stream, report)
-            chains[name] = chain
-            tasks += stream_tasks
+            if shard is None:
+                chain, stream_tasks = self._start(name, stream, report)
+                chains[name, 0] = chain
+                tasks += stream_tasks
+                continue
+            for unit in units_of(name, stream.segments, shard.unit_segments):
+                if shard.owns(unit):
+                    report.units.append(unit)
+                    chains[name, unit.first] = self._enter(unit, stream)
+                    tasks += self._unit_tasks(unit, stream)
         self._check(tasks, chains, report)
-        for name, chain in chains.items():
-            report.problems += chain.problems
+        for name in sorted({name for name, _ in chains}):
+            parts = [chain for (stream, _), chain in sorted(chains.items()) if stream == name]
+            for chain in parts:
+                report.problems += chain.problems
             stamps = self._stamps.get(name) or TimestampTally(name)
-            report.streams.append(stamps.summary(chain.summary()))
+            report.streams.append(
+                stamps.summary(combine_summaries([chain.summary() for chain in parts]))
+            )
             report.notices += stamps.notices(self._options.timestamps)
-            self._finish_stream(name, chain, report)
+            if shard is None:
+                self._finish_stream(name, parts[0], report)
+            else:
+                self._finish_unit(name, chains, report)
         report.prefix = self._pin_prefix(report)
         report.streams.sort(key=lambda s: s.stream)
         return report
+
+    # -- sharding -------------------------------------------------------------
+
+    def _mine(self, unit: Unit | None) -> bool:
+        """True when this run reports what belongs to ``unit`` (None: to no unit, shard 1)."""
+        shard = self._options.shard
+        if shard is None:
+            return True
+        return shard.index == 1 if unit is None else shard.owns(unit)
+
+    def _unit_of_key(self, key: str) -> Unit | None:
+        shard = self._options.shard
+        location = parse_segment_key(key[len(self._options.key_base) :])
+        if shard is None or location is None or location.prefix:
+            return None
+        return shard.unit_of(location.stream, location.segment_seq)
+
+    def _unit_tasks(self, unit: Unit, stream: StreamSegments) -> list[SegmentTask]:
+        return [
+            self._task(location, version)
+            for n in sorted(stream.segments)
+            if unit.first <= n <= unit.last
+            for location, version in stream.segments[n]
+        ]
+
+    def _enter(self, unit: Unit, stream: StreamSegments) -> StreamChain:
+        """The chain a unit is checked with, entered as a full run reaches its first segment.
+
+        Segment 0's unit starts at genesis. Otherwise the listing says what precedes
+        the range: nothing (the stream then starts with a gap, reported at the first
+        segment, as in a full run); a gap (reported at the first segment, no link
+        checked); or the segment just before the range, whose seal alone is read and
+        authenticated (:func:`read_seal`; the first of its objects that authenticates,
+        as the full run's chain takes it) and becomes the head the range's first
+        segment must continue. When that seal cannot be trusted, the link into the
+        range is not checked: the owner of that segment reports why.
+        """
+        name = unit.stream
+        before = [n for n in stream.segments if n < unit.first]
+        if unit.first == 0 or not before:
+            return StreamChain(name)
+        previous = max(before)
+        if previous < unit.first - 1:
+            return StreamChain(name, first_segment=previous + 1)
+        for location, version in stream.segments[previous]:
+            task = self._task(location, version)
+            try:
+                read = read_seal(
+                    self._store,
+                    version,
+                    self._policy,
+                    stream=name,
+                    segment_seq=previous,
+                    expected_object_key=task.expected_object_key,
+                )
+            except SealUnreadableError:
+                continue
+            return StreamChain(name, ChainHead().after(read.seal, read.seal_hash))
+        return StreamChain(name, first_segment=unit.first)
+
+    def _finish_unit(
+        self, name: str, chains: Mapping[tuple[str, int], StreamChain], report: Report
+    ) -> None:
+        """``stale_stream``, judged by the shard that owns the stream's newest unit from
+        the newest seal its chain authenticated (that unit's, or the one at its edge)."""
+        shard = self._options.shard
+        assert shard is not None
+        newest = max(self._streams[name].segments)
+        unit = shard.unit_of(name, newest)
+        chain = chains.get((name, unit.first))
+        if chain is None or self._options.max_age is None or self._options.now is None:
+            return
+        head = chain.head
+        self._stale(name, head.last_sealed_at if head is not None else None, report)
 
     # -- planning -------------------------------------------------------------
 
@@ -335,7 +439,7 @@ class Verifier:
     # -- checking -------------------------------------------------------------
 
     def _check(
-        self, tasks: list[SegmentTask], chains: dict[str, StreamChain], report: Report
+        self, tasks: list[SegmentTask], chains: dict[tuple[str, int], StreamChain], report: Report
     ) -> None:
         settings = CheckSettings(
             spec=self._spec_or_default(),
@@ -362,10 +466,15 @@ class Verifier:
                 self._compare_head(saved, result, report)
                 continue
             report.problems += result.problems
-            chains[result.stream].add(result)
+            chains[result.stream, self._chain_first(result)].add(result)
             if result.timestamp is not None:
                 tally = self._stamps.setdefault(result.stream, TimestampTally(result.stream))
                 tally.add(result.key, result.timestamp)
+
+    def _chain_first(self, result: SegmentResult) -> int:
+        """The first segment of the chain ``result`` belongs to: its unit's, or 0."""
+        shard = self._options.shard
+        return 0 if shard is None else shard.unit_of(result.stream, result.segment_seq).first
 
     def _note_seal(self, result: SegmentResult, report: Report) -> None:
         """Record the key and prefix an authenticated seal names; flag a new key."""
@@ -468,7 +577,10 @@ class Verifier:
             )
         elif saved is not None:
             self.heads[name] = saved
-        newest = self.heads[name].sealed_at if name in self.heads else None
+        self._stale(name, self.heads[name].sealed_at if name in self.heads else None, report)
+
+    def _stale(self, name: str, newest: str | None, report: Report) -> None:
+        """``stale_stream`` when ``newest`` (the newest verified seal time) is too old."""
         if self._options.max_age is not None and self._options.now is not None:
             limit = format_timestamp(self._options.now - timedelta(seconds=self._options.max_age))
             if newest is None or newest < limit:

@@ -128,8 +128,15 @@ def watch_settings(
     """The watch the options ask for, or None for a single verify run.
 
     Raises:
-        ConfigurationError: ``--metrics-listen`` without ``--watch``, or bad values.
+        ConfigurationError: ``--metrics-listen`` without ``--watch``, ``--shard`` with
+            ``--watch``, or bad values.
     """
+    if interval is not None and verify.shard is not None:
+        raise ConfigurationError(
+            "--shard cannot be used with --watch: a watch keeps one --state of every"
+            " stream's head, and a shard checks only parts of streams (shard a full run,"
+            " then `report merge`)"
+        )
     if interval is None:
         if metrics_listen is not None:
             raise ConfigurationError("--metrics-listen needs --watch SECONDS")
