@@ -293,7 +293,8 @@ def baseline_round(s3: LocalS3, objects: list[bytes]) -> float:
     """Seconds to ship the same request bodies with a plain boto3 put_object loop.
 
     One object per 1,000-event request, as a shipper with no spool, no
-    validation, no sealing and no retention would write them.
+    validation and no sealing would write them, into a bucket with the same
+    default COMPLIANCE retention as the agent's.
     """
     bucket = s3.new_bucket(f"plain-{os.getpid()}-{time.monotonic_ns()}")
     started = time.perf_counter()
