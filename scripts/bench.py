@@ -9,13 +9,19 @@ concurrent clients (``--workload k8s``: Kubernetes audit ``EventList`` bodies of
 400 Events of ~1.5 KB each, as the API server's webhook sends them, POSTed to
 /v1/ingest/k8s-audit);
 events/s acknowledged, events/s durably in S3 (first POST to the last segment
-confirmed), the agent's peak RSS, and as the baseline the same request bodies
-shipped by a plain boto3 put_object loop (one object per request).
+confirmed), the agent's peak RSS, and two baselines on the same bodies, in the
+same round, against the same server: the durable shipper (:class:`DurableShipper`:
+the same aiohttp stack and load generator, fsync before the 200, 10,000-event
+zstd batches, COMPLIANCE PutObject from a thread pool; no validation or sealing)
+and a plain boto3 put_object loop (one object per request).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import hmac
 import http.client
 import json
 import os
@@ -31,8 +37,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
+from aiohttp import web
+
+from audit_archiver.core.segment import compress_body
 from audit_archiver.storage.local_s3 import DUMMY_ENVIRONMENT, create_locked_bucket, local_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,6 +179,36 @@ def _wait(condition: Callable[[], bool], timeout: float = 600) -> None:
         time.sleep(0.02)
 
 
+def post_all(port: int, requests: list[bytes], clients: int) -> None:
+    """Send every pre-built request from ``clients`` keep-alive connections."""
+    queue = list(range(len(requests)))
+    lock = threading.Lock()
+
+    def client() -> None:
+        """A lean keep-alive HTTP client: pre-built requests, minimal response parsing,
+        so the load generator takes as little of the shared CPU as it can."""
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
+            reader = conn.makefile("rb")
+            while True:
+                with lock:
+                    if not queue:
+                        break
+                    index = queue.pop()
+                conn.sendall(requests[index])
+                status = reader.readline()
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                reader.read(length)
+                assert status.split()[1] == b"200", status
+            reader.close()
+
+    with ThreadPoolExecutor(clients) as pool:
+        for running in [pool.submit(client) for _ in range(clients)]:
+            running.result()  # a client that failed fails the round
+
+
 def agent_round(
     s3: LocalS3, events: int, clients: int, work: Path, workload: str = "events"
 ) -> dict[str, float]:
@@ -222,40 +263,14 @@ def agent_round(
     path, per_request, maker, content_type = WORKLOADS[workload]
     bodies = [maker(i * per_request, per_request) for i in range(events // per_request)]
     raw_bytes = sum(len(b) for b in bodies)
-    queue = list(range(len(bodies)))
-    lock = threading.Lock()
-
     requests = [
         b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
         b"Content-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
         % (path.encode(), token.encode(), content_type.encode(), len(body), body)
         for body in bodies
     ]
-
-    def client() -> None:
-        """A lean keep-alive HTTP client: pre-built requests, minimal response parsing,
-        so the load generator takes as little of the shared CPU as it can."""
-        with socket.create_connection(("127.0.0.1", listen), timeout=60) as conn:
-            reader = conn.makefile("rb")
-            while True:
-                with lock:
-                    if not queue:
-                        break
-                    index = queue.pop()
-                conn.sendall(requests[index])
-                status = reader.readline()
-                length = 0
-                while (line := reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                reader.read(length)
-                assert status.split()[1] == b"200", status
-            reader.close()
-
     started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        for running in [pool.submit(client) for _ in range(clients)]:
-            running.result()  # a client that failed fails the round
+    post_all(listen, requests, clients)
     acked = time.perf_counter() - started
     _wait(
         lambda: (
@@ -274,19 +289,229 @@ def agent_round(
         s3.client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
         for o in s3.client.list_objects_v2(Bucket=bucket)["Contents"]
     ]
+    shipper = shipper_round(s3, requests, clients, work, token=token, workload=workload)
     baseline = baseline_round(s3, bodies)
     shutil.rmtree(work / "spool", ignore_errors=True)
     shutil.rmtree(work / "keys", ignore_errors=True)
     return {
         "acked_eps": events / acked,
         "durable_eps": events / durable,
+        "shipper_acked_eps": events / shipper["acked_s"],
+        "shipper_eps": events / shipper["durable_s"],
         "baseline_eps": events / baseline,
         "rss_mib": rss / 1024,
         "workers_rss_mib": workers_rss / 1024,
+        "shipper_rss_mib": shipper["rss_mib"],
         "segments": len(objects),
         "raw_mb": raw_bytes / 1e6,
         "stored_mb": sum(len(o) for o in objects) / 1e6,
     }
+
+
+class DurableShipper:
+    """The durable shipper baseline: what a user's own simple shipper would do.
+
+    The agent's HTTP stack (aiohttp) takes the same requests; each body is
+    appended to a local batch file and fsync'd before the 200 (group commit:
+    one write pass and one fsync for every request waiting, in one disk thread,
+    as the agent's committer does); every ``batch_events`` events the file is
+    closed and its bodies, zstd-compressed at the agent's level
+    (:func:`~audit_archiver.core.segment.compress_body`), are PutObject'ed with
+    COMPLIANCE retention by a background thread pool, then the file is deleted.
+    A batch older than ``max_age`` seconds is shipped as it is. No validation,
+    signing, Merkle tree or chain.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        bucket: str,
+        spool: Path,
+        token: str,
+        *,
+        batch_events: int,
+        events_per_body: int | None,
+        max_age: float = 1.0,
+        uploaders: int = 4,
+    ) -> None:
+        self.client = local_client(endpoint)
+        self.bucket = bucket
+        self.spool = spool
+        self.authorization = f"Bearer {token}".encode()
+        self.batch_events = batch_events
+        self.events_per_body = events_per_body  # None: NDJSON, one event a line
+        self.max_age = max_age
+        self.retain_until = datetime.now(UTC) + timedelta(days=1)
+        self.accepted = 0
+        self.shipped = 0
+        self.objects = 0
+        self.failed: str | None = None
+        self._count_lock = threading.Lock()
+        self._disk = ThreadPoolExecutor(1)
+        self._uploads = ThreadPoolExecutor(uploaders)
+        self._queue: list[tuple[bytes, int, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._batch: list[bytes] = []
+        self._batch_count = 0
+        self._batch_started = 0.0
+        self._file: BinaryIO | None = None
+        self._number = 0
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, self.authorization):
+            return web.json_response({"error": "unauthorized"}, status=401)
+        body = await request.read()
+        count = body.count(b"\n") if self.events_per_body is None else self.events_per_body
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((body, count, done))
+        self._wake.set()
+        await done
+        return web.json_response({"accepted": count})
+
+    async def stats(self, _request: web.Request) -> web.Response:
+        with self._count_lock:
+            shipped, objects = self.shipped, self.objects
+        return web.json_response(
+            {
+                "accepted": self.accepted,
+                "shipped": shipped,
+                "objects": objects,
+                "failed": self.failed,
+            }
+        )
+
+    async def commit_loop(self) -> None:
+        """Group commit: everything queued is written and fsync'd in one pass."""
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):  # wake at least every max_age / 4
+                await asyncio.wait_for(self._wake.wait(), self.max_age / 4)
+            self._wake.clear()
+            queued, self._queue = self._queue, []
+            try:
+                await loop.run_in_executor(self._disk, self._append, [(b, n) for b, n, _ in queued])
+            except Exception as e:  # reported to the clients and to /stats
+                self.failed = repr(e)
+                for _, _, done in queued:
+                    done.set_exception(e)
+                continue
+            self.accepted += sum(n for _, n, _ in queued)
+            for _, _, done in queued:
+                done.set_result(None)
+
+    def _append(self, bodies: list[tuple[bytes, int]]) -> None:
+        """Append to the batch file, ship each full batch; fsync before returning."""
+        for body, count in bodies:
+            if self._file is None:
+                self._file = open(self.spool / f"{self._number:012d}.ndjson", "wb")  # noqa: SIM115
+                self._batch_started = time.monotonic()
+            self._file.write(body)
+            self._batch.append(body)
+            self._batch_count += count
+            if self._batch_count >= self.batch_events:
+                self._ship()
+        if self._file is None:
+            return
+        if time.monotonic() - self._batch_started >= self.max_age:
+            self._ship()  # a batch that waited long enough goes as it is
+        elif bodies:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def _ship(self) -> None:
+        assert self._file is not None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        path = Path(self._file.name)
+        self._uploads.submit(self._upload, self._number, self._batch, self._batch_count, path)
+        self._file, self._batch, self._batch_count = None, [], 0
+        self._number += 1
+
+    def _upload(self, number: int, bodies: list[bytes], count: int, path: Path) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=f"shipper/{number:012d}.ndjson.zst",
+                Body=compress_body(b"".join(bodies), "zstd"),
+                ObjectLockMode="COMPLIANCE",
+                ObjectLockRetainUntilDate=self.retain_until,
+            )
+        except Exception as e:  # /stats reports it: the round fails
+            self.failed = repr(e)
+            return
+        path.unlink()
+        with self._count_lock:
+            self.shipped += count
+            self.objects += 1
+
+    def serve(self) -> None:
+        async def serving() -> None:
+            app = web.Application(client_max_size=64 << 20)
+            for route, _, _, _ in WORKLOADS.values():
+                app.router.add_post(route, self.ingest)
+            app.router.add_get("/stats", self.stats)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            committer = asyncio.create_task(self.commit_loop())
+            port = runner.addresses[0][1]
+            print(port, flush=True)
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            await stop.wait()
+            committer.cancel()
+            await runner.cleanup()
+
+        asyncio.run(serving())
+        self._uploads.shutdown(wait=True)
+
+
+def shipper_round(
+    s3: LocalS3, requests: list[bytes], clients: int, work: Path, *, token: str, workload: str
+) -> dict[str, float]:
+    """The same requests, load generator and client count, sent to :class:`DurableShipper`
+    in a process of its own (as the agent is); seconds until all are acknowledged and
+    until the last object is stored, and the shipper's peak RSS."""
+    bucket = s3.new_bucket(f"shipper-{os.getpid()}-{time.monotonic_ns()}")
+    spool = work / "shipper-spool"
+    spool.mkdir()
+    _, per_request, _, content_type = WORKLOADS[workload]
+    command = [sys.executable, __file__, "shipper", s3.endpoint, bucket, str(spool), token]
+    if content_type != "application/x-ndjson":
+        command += ["--events-per-body", str(per_request)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, env=ENV, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        events = len(requests) * per_request
+
+        def stats() -> dict[str, int]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/stats")
+            found = json.loads(conn.getresponse().read())
+            conn.close()
+            if found["failed"]:
+                raise SystemExit(f"bench: the durable shipper failed: {found['failed']}")
+            return found  # type: ignore[no-any-return]
+
+        started = time.perf_counter()
+        post_all(port, requests, clients)
+        acked = time.perf_counter() - started
+        _wait(lambda: stats()["shipped"] >= events)
+        durable = time.perf_counter() - started
+        final = stats()
+        assert final["accepted"] == final["shipped"] == events, final
+        rss = _peak_rss_kib(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        shutil.rmtree(spool, ignore_errors=True)
+    stored = s3.client.list_objects_v2(Bucket=bucket)["Contents"]
+    assert len(stored) == final["objects"] == -(-events // 10_000), (len(stored), final)
+    return {"acked_s": acked, "durable_s": durable, "rss_mib": rss / 1024}
 
 
 def baseline_round(s3: LocalS3, objects: list[bytes]) -> float:
@@ -351,6 +576,7 @@ def bench_agent(args: argparse.Namespace) -> None:
         s3.stop()
     median = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     ratios = [r["durable_eps"] / r["baseline_eps"] for r in rounds]
+    shipper_ratios = [r["durable_eps"] / r["shipper_eps"] for r in rounds]
     print(
         json.dumps(
             {
@@ -360,6 +586,7 @@ def bench_agent(args: argparse.Namespace) -> None:
                 "rounds": args.rounds,
                 "clients": args.clients,
                 "median": median,
+                "median_end_to_end_vs_durable_shipper_ratio": statistics.median(shipper_ratios),
                 "median_end_to_end_vs_plain_put_ratio": statistics.median(ratios),
             },
             indent=1,
@@ -531,6 +758,17 @@ def bench_verify(args: argparse.Namespace) -> None:
     )
 
 
+def run_shipper(args: argparse.Namespace) -> None:
+    DurableShipper(
+        args.endpoint,
+        args.bucket,
+        args.spool,
+        args.token,
+        batch_events=10_000,  # the agent's --batch-max-events in agent_round
+        events_per_body=args.events_per_body,
+    ).serve()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -548,6 +786,13 @@ def main() -> None:
     verify.add_argument("--rounds", type=int, default=3)
     verify.add_argument("--workers", type=int, default=16)
     verify.set_defaults(run=bench_verify)
+    shipper = sub.add_parser("shipper", help="(internal) the durable shipper baseline's process")
+    shipper.add_argument("endpoint")
+    shipper.add_argument("bucket")
+    shipper.add_argument("spool", type=Path)
+    shipper.add_argument("token")
+    shipper.add_argument("--events-per-body", type=int)
+    shipper.set_defaults(run=run_shipper)
     args = parser.parse_args()
     if args.which == "agent" and (args.events < 1000 or args.events % 1000):
         parser.error("--events: a positive multiple of 1000 (events go in 1,000-event requests)")
