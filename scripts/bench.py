@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -39,7 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
@@ -50,6 +51,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin" / "audit-archiver"
 # The agent, S3Store.connect and the spawned baseline workers all read these.
 os.environ.update(DUMMY_ENVIRONMENT)
+# Commands start as they do where the package is installed: with its bytecode
+# cached (pip writes it), not compiled from source at every start.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 ENV = dict(os.environ)
 
 
@@ -594,7 +598,20 @@ def bench_agent(args: argparse.Namespace) -> None:
     )
 
 
-def _store_segments(s3: LocalS3, bucket: str, segments: int, per_segment: int) -> int:
+def _bench_signer() -> Any:
+    """A throwaway signing key (no copy kept); its public key goes to .bench/verify.pub."""
+    from audit_archiver.keys import generate_key_pair, load_signer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        keys = Path(tmp) / "keys"
+        generate_key_pair(keys)
+        signer = load_signer(keys / "signing.key")
+        (ROOT / ".bench").mkdir(exist_ok=True)
+        shutil.copy(keys / "signing.pub", ROOT / ".bench" / "verify.pub")
+    return signer
+
+
+def _store_segments(s3: LocalS3, bucket: str, segments: int, per_segment: int, signer: Any) -> int:
     """Seal and upload ``segments`` segments of ``per_segment`` events; return raw bytes."""
     from datetime import UTC, datetime, timedelta
 
@@ -603,15 +620,8 @@ def _store_segments(s3: LocalS3, bucket: str, segments: int, per_segment: int) -
     from audit_archiver.core.encoding import format_timestamp
     from audit_archiver.core.event import encode_event_batch
     from audit_archiver.core.line import seal_line
-    from audit_archiver.keys import generate_key_pair, load_signer
     from audit_archiver.storage.s3 import S3Store
 
-    with tempfile.TemporaryDirectory() as tmp:  # a throwaway key: keep no copy of it
-        keys = Path(tmp) / "keys"
-        generate_key_pair(keys)
-        signer = load_signer(keys / "signing.key")
-        (ROOT / ".bench").mkdir(exist_ok=True)
-        shutil.copy(keys / "signing.pub", ROOT / ".bench" / "verify.pub")
     store = S3Store.connect(bucket, region="us-east-1", endpoint_url=s3.endpoint)
     sealer = StreamSealer(
         prefix="bench", stream="s1", signer=signer, head=ChainHead(), retention_days=1
@@ -638,10 +648,11 @@ def _baseline_chunk(args: tuple[str, str, list[str], bool, int]) -> tuple[int, i
     from audit_archiver.storage.s3 import S3Store
 
     endpoint, bucket, keys, merkle, threads = args
-    store = _BASELINE_STORES.get(bucket) or S3Store.connect(
-        bucket, region="us-east-1", endpoint_url=endpoint
-    )
-    _BASELINE_STORES[bucket] = store
+    store = _BASELINE_STORES.get(bucket)
+    if store is None:
+        store = _BASELINE_STORES[bucket] = S3Store.connect(
+            bucket, region="us-east-1", endpoint_url=endpoint
+        )
 
     def one(key: str) -> tuple[int, int]:
         data = store.get(key)
@@ -660,18 +671,28 @@ def _baseline_chunk(args: tuple[str, str, list[str], bool, int]) -> tuple[int, i
     return sum(r[0] for r in results), sum(r[1] for r in results)
 
 
-_BASELINE_STORES: dict[str, object] = {}
+_BASELINE_STORES: dict[str, Any] = {}
 
 
 def _baseline(s3: LocalS3, bucket: str, workers: int, merkle: bool) -> tuple[float, int]:
+    """The floor (``merkle``: list, download, decompress, leaf hashes and interior
+    nodes) or list + download + SHA-256, with verify's own parallelism: the same
+    downloads in flight, in threads of this process for an archive under
+    ``verify/worker.py``'s process thresholds, else the same worker processes."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     from audit_archiver.storage.s3 import S3Store
+    from audit_archiver.verify.worker import PROCESS_BYTES, PROCESS_THRESHOLD
 
     started = time.perf_counter()
     store = S3Store.connect(bucket, region="us-east-1", endpoint_url=s3.endpoint)
-    keys = [v.key for v in store.list_versions("bench/") if not v.is_delete_marker]
+    versions = [v for v in store.list_versions("bench/") if not v.is_delete_marker]
+    keys = [v.key for v in versions]
+    if len(keys) < PROCESS_THRESHOLD and sum(v.size for v in versions) < PROCESS_BYTES:
+        _BASELINE_STORES[bucket] = store
+        result = _baseline_chunk((s3.endpoint, bucket, keys, merkle, workers))
+        return time.perf_counter() - started, result[0]
     processes = min(len(os.sched_getaffinity(0)), workers)
     threads = -(-workers // processes)
     chunks = [keys[i : i + 16] for i in range(0, len(keys), 16)]
@@ -700,26 +721,75 @@ def _verify_round(s3: LocalS3, bucket: str, workers: int) -> tuple[float, int, i
     return time.perf_counter() - started, report.events, report.segments
 
 
+def _verify_cli(s3: LocalS3, bucket: str, workers: int) -> tuple[float, float, int]:
+    """Run ``audit-archiver verify --json`` as a user does; (wall s, CPU s of its
+    process tree, events verified)."""
+    command = [
+        str(BIN),
+        "verify",
+        "--bucket",
+        bucket,
+        "--prefix",
+        "bench",
+        "--endpoint-url",
+        s3.endpoint,
+        "--region",
+        "us-east-1",
+        "--public-key",
+        str(ROOT / ".bench" / "verify.pub"),
+        "--workers",
+        str(workers),
+        "--no-progress",
+        "--json",
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, env=ENV, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, int(json.loads(done.stdout)["events"])
+
+
 def bench_verify(args: argparse.Namespace) -> None:
-    import resource
+    import bench_cloudtrail
 
     s3 = LocalS3()
     try:
         bucket = s3.new_bucket(f"verify-{os.getpid()}")
+        small = s3.new_bucket(f"verify-small-{os.getpid()}")
         print(
             f"uploading {args.segments} segments of {args.events_per_segment} events...", flush=True
         )
-        raw = _store_segments(s3, bucket, args.segments, args.events_per_segment)
+        signer = _bench_signer()
+        raw = _store_segments(s3, bucket, args.segments, args.events_per_segment, signer)
+        _store_segments(s3, small, 5, args.events_per_segment, signer)
         stored = sum(
             o["Size"]
             for page in s3.client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
             for o in page.get("Contents", [])
         )
         events = args.segments * args.events_per_segment
+        trail = None
+        if not args.no_cloudtrail:
+            print("building the CloudTrail archive of the same events...", flush=True)
+            lines = [
+                line
+                for first in range(0, events, args.events_per_segment)
+                for line in make_body(first, args.events_per_segment).splitlines()
+            ]
+            trail = bench_cloudtrail.prepare_cloudtrail_archive(
+                s3.endpoint, lines, args.events_per_segment
+            )
         rounds = []
         for index in range(args.rounds):
             verify_s, verified_events, segments = _verify_round(s3, bucket, args.workers)
             assert (verified_events, segments) == (events, args.segments)
+            cli_s, cli_cpu, cli_events = _verify_cli(s3, bucket, args.workers)
+            assert cli_events == events
+            small_s, _, small_events = _verify_cli(s3, small, args.workers)
+            assert small_events == 5 * args.events_per_segment
             merkle_s, _ = _baseline(s3, bucket, args.workers, merkle=True)
             sha_s, _ = _baseline(s3, bucket, args.workers, merkle=False)
             result = {
@@ -729,15 +799,30 @@ def bench_verify(args: argparse.Namespace) -> None:
                 "download_sha256_eps": events / sha_s,
                 "ratio_vs_irreducible": merkle_s / verify_s,
                 "ratio_vs_download_sha256": sha_s / verify_s,
+                "cli_wall_s": cli_s,
+                "cli_cpu_s": cli_cpu,
+                "cli_eps": events / cli_s,
+                "small_archive_cli_wall_s": small_s,
             }
+            if trail is not None:
+                timing = bench_cloudtrail.cloudtrail_round(trail)
+                assert timing.events == events, timing
+                result |= {
+                    "cloudtrail_wall_s": timing.wall_seconds,
+                    "cloudtrail_cpu_s": timing.cpu_seconds,
+                    "cloudtrail_eps": events / timing.wall_seconds,
+                    "cli_vs_cloudtrail_wall": timing.wall_seconds / cli_s,
+                    "cli_vs_cloudtrail_cpu": timing.cpu_seconds / cli_cpu,
+                }
             rounds.append(result)
             print(
                 f"round {index + 1}: " + ", ".join(f"{k}={v:,.2f}" for k, v in result.items()),
                 flush=True,
             )
-        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     finally:
+        if trail is not None:
+            trail.close()
         s3.stop()
     median = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     print(
@@ -745,13 +830,14 @@ def bench_verify(args: argparse.Namespace) -> None:
             {
                 "benchmark": "verify",
                 "segments": args.segments,
+                "events_per_segment": args.events_per_segment,
                 "events": events,
                 "raw_mb": raw / 1e6,
                 "stored_mb": stored / 1e6,
                 "workers": args.workers,
                 "rounds": args.rounds,
                 "median": median,
-                "peak_rss_mib": {"bench_process": own, "largest_child": children},
+                "peak_rss_mib": {"bench_process": own},
             },
             indent=1,
         )
@@ -781,8 +867,15 @@ def main() -> None:
     agent.add_argument("--workload", choices=sorted(WORKLOADS), default="events")
     agent.set_defaults(run=bench_agent)
     verify = sub.add_parser("verify")
-    verify.add_argument("--segments", type=int, default=2000)
-    verify.add_argument("--events-per-segment", type=int, default=500)
+    verify.add_argument("--segments", type=int, default=30)
+    verify.add_argument(
+        "--events-per-segment", type=int, default=10_000, help="the agent's --batch-max-events"
+    )
+    verify.add_argument(
+        "--no-cloudtrail",
+        action="store_true",
+        help="skip `aws cloudtrail validate-logs` (it installs awscli into .bench/ first)",
+    )
     verify.add_argument("--rounds", type=int, default=3)
     verify.add_argument("--workers", type=int, default=16)
     verify.set_defaults(run=bench_verify)

@@ -9,6 +9,7 @@ storage or access error); ``--verbose`` adds the traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from typing import Any
@@ -21,8 +22,38 @@ from audit_archiver.errors import AuditArchiverError
 __all__ = ["main"]
 
 
+_COMMANDS = {
+    "agent": ("agent", "agent"),
+    "bucket": ("bucket", "bucket"),
+    "keygen": ("keys", "keygen"),
+    "kms-public-key": ("keys", "kms_public_key"),
+    "local-s3": ("local_s3", "local_s3"),
+    "prove": ("prove", "prove"),
+    "query": ("query", "query"),
+    "report": ("report", "report"),
+    "seal": ("seal", "seal"),
+    "verify": ("verify", "verify"),
+    "verify-proof": ("prove", "verify_proof"),
+}
+"""Each command's module (under ``audit_archiver._cli``) and attribute: a command's
+module is imported only when that command runs (or help lists it), so ``verify``
+does not pay for the agent's HTTP server or the query engine at start-up."""
+
+
 class _Group(click.Group):
-    """A click group that turns the project's errors into one line and an exit code."""
+    """A click group that imports its commands on use and turns the project's
+    errors into one line and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = _COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module = importlib.import_module(f"audit_archiver._cli.{where[0]}")
+        command: click.Command = getattr(module, where[1])
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -42,32 +73,3 @@ def main(ctx: click.Context, verbose: bool) -> None:
     """Seal audit events into signed, hash-chained segments under S3 Object Lock,
     and verify them."""
     ctx.meta["audit_archiver.verbose"] = verbose
-
-
-def _register() -> None:
-    from audit_archiver._cli import (
-        agent,
-        bucket,
-        keys,
-        local_s3,
-        prove,
-        query,
-        report,
-        seal,
-        verify,
-    )
-
-    main.add_command(agent.agent)
-    main.add_command(bucket.bucket)
-    main.add_command(keys.keygen)
-    main.add_command(keys.kms_public_key)
-    main.add_command(local_s3.local_s3)
-    main.add_command(prove.prove)
-    main.add_command(query.query)
-    main.add_command(report.report)
-    main.add_command(seal.seal)
-    main.add_command(verify.verify)
-    main.add_command(prove.verify_proof)
-
-
-_register()

@@ -13,8 +13,6 @@ import click
 from audit_archiver._cli.options import archive_options
 from audit_archiver.verify.report import render_text
 from audit_archiver.verify.run import VerifySettings, run_verify
-from audit_archiver.verify.watch import end_worker_processes, render_run, watch_settings
-from audit_archiver.verify.watch import watch as run_watch
 
 
 @click.command()
@@ -104,24 +102,36 @@ def verify(
     or access error.
     """
     settings = VerifySettings(progress=not no_progress, **options)
-    watching = watch_settings(settings, watch, metrics_listen)
-    if watching is not None:
-        outcome = run_watch(
-            watching,
-            emit=lambda report, info: click.echo(
-                render_run(report, info, as_json=as_json), nl=False
-            ),
-            log=lambda line: click.echo(f"audit-archiver verify --watch: {line}", err=True),
-        )
-        if outcome.abandoned:  # a run is still going in its thread: do not wait for it
-            end_worker_processes()  # its download workers would outlive us, waiting forever
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(outcome.code)
-        sys.exit(outcome.code)
+    if watch is not None or metrics_listen is not None:
+        _watch(settings, watch, metrics_listen, as_json=as_json)
     report = run_verify(settings)
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:
         click.echo(render_text(report), nl=False)
     sys.exit(0 if report.ok else 1)
+
+
+def _watch(
+    settings: VerifySettings, interval: float | None, metrics_listen: str | None, *, as_json: bool
+) -> None:
+    """Run ``--watch`` until stopped, then exit; raise on bad watch options.
+
+    Imported here, not at the top: the metrics server is only a watch's.
+    """
+    from audit_archiver.verify.watch import end_worker_processes, render_run, watch_settings
+    from audit_archiver.verify.watch import watch as run_watch
+
+    watching = watch_settings(settings, interval, metrics_listen)
+    assert watching is not None  # interval or metrics_listen is set: a watch or an error
+    outcome = run_watch(
+        watching,
+        emit=lambda report, info: click.echo(render_run(report, info, as_json=as_json), nl=False),
+        log=lambda line: click.echo(f"audit-archiver verify --watch: {line}", err=True),
+    )
+    if outcome.abandoned:  # a run is still going in its thread: do not wait for it
+        end_worker_processes()  # its download workers would outlive us, waiting forever
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(outcome.code)
+    sys.exit(outcome.code)

@@ -19,6 +19,7 @@ tree under worst-case bodies fell from 577 to 424 MiB with this alone.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import os
 import signal
@@ -50,6 +51,11 @@ ARENA_MAX = 2
 """glibc malloc arenas at most (the default is 8 per core, one per thread that needs one)."""
 
 
+TASK_MODULES = ("audit_archiver.agent.encodings", "audit_archiver.core.segment")
+"""The modules whose functions the agent hands to its workers (request bodies,
+segment bodies): each worker imports them before the agent takes traffic."""
+
+
 def tune_malloc() -> bool:
     """Fix glibc's mmap threshold and cap its arenas in this process (see the
     module docstring); False where there is no glibc ``mallopt`` (musl, macOS).
@@ -69,8 +75,10 @@ def tune_malloc() -> bool:
 
 def _init_worker() -> None:
     """Ask Linux to SIGKILL this worker when the agent dies, even by SIGKILL;
-    tune the allocator like the agent's."""
+    tune the allocator like the agent's; import :data:`TASK_MODULES`."""
     tune_malloc()
+    for name in TASK_MODULES:
+        importlib.import_module(name)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -148,10 +156,12 @@ class WorkerPool(Executor):
 
 def start_worker_pool(workers: int) -> WorkerPool | None:
     """Tune this process's allocator (:func:`tune_malloc`), then start
-    ``workers`` processes (None for none) and wait until each has started.
+    ``workers`` processes (None for none) and wait until each has started and
+    imported :data:`TASK_MODULES`.
 
-    All are started now, not on demand under load: a worker starting up in
-    the middle of a burst costs the burst its import time.
+    All are started and warmed now, not on demand under load: a worker
+    starting up, or importing the format parsers, in the middle of a burst
+    costs the burst that time.
     """
     tune_malloc()
     if workers <= 0:

@@ -67,13 +67,13 @@ def seal_lines(encoded_events: list[bytes], first_seq: int, received_at: str) ->
     if not encoded_events:
         return []
     seal_line(encoded_events[0], first_seq, received_at)
-    stamp = received_at.encode()
-    sealed = []
-    for offset, encoded in enumerate(encoded_events):
-        if encoded[:1] != b"{" or len(encoded) < 3:
-            raise ValueError("encoded event must be a non-empty JSON object")
-        sealed.append(b'{"seq":%d,"received_at":"%s",%s' % (first_seq + offset, stamp, encoded[1:]))
-    return sealed
+    if min(map(len, encoded_events)) < 3 or any(encoded[:1] != b"{" for encoded in encoded_events):
+        raise ValueError("encoded event must be a non-empty JSON object")
+    tail = b',"received_at":"%s",' % received_at.encode()
+    return [
+        b'{"seq":%d%s%s' % (seq, tail, encoded[1:])
+        for seq, encoded in enumerate(encoded_events, start=first_seq)
+    ]
 
 
 class EncodedEvents(NamedTuple):

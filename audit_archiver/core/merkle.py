@@ -34,12 +34,15 @@ __all__ = [
     "node_hash",
     "root_from_inclusion_proof",
     "root_from_leaf_hashes",
+    "root_of_leaf_list",
     "root_of_lines",
     "verify_inclusion",
 ]
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 HASH_SIZE = 32
+BLOCK = 1024
+"""Leaves that :class:`MerkleFolder` gathers and hashes as one perfect subtree."""
 MAX_PROOF_HASHES = 64
 """The longest audit path: a tree of at most 2**64 leaves is at most 64 levels deep."""
 
@@ -55,44 +58,72 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 class MerkleFolder:
-    """The RFC 6962 root of leaf hashes that arrive one at a time.
+    """The RFC 6962 root of leaf hashes that arrive one at a time or in runs.
 
-    Perfect subtrees are merged as soon as they are complete (a binary
-    counter), then the remaining ones are folded right to left, which is
-    exactly the RFC 6962 split at the largest power of two. Memory: one hash
-    per bit of the leaf count (at most 64), whatever the number of leaves.
+    Leaves are gathered into blocks of :data:`BLOCK`; a full block is hashed a
+    level at a time (:func:`root_of_leaf_list`) and merged as one perfect
+    subtree into a binary counter of perfect subtrees, which :meth:`root`
+    folds right to left with the leaves still gathered: exactly the RFC 6962
+    split at the largest power of two. Memory: one block of leaf hashes and
+    one hash per bit of the leaf count (at most 64), whatever the number of
+    leaves.
     """
 
-    __slots__ = ("_count", "_stack")
+    __slots__ = ("_block", "_folded", "_stack")
 
     def __init__(self) -> None:
         self._stack: list[bytes] = []
-        self._count = 0
+        self._folded = 0
+        self._block: list[bytes] = []
 
     @property
     def count(self) -> int:
         """The number of leaves added so far."""
-        return self._count
+        return self._folded + len(self._block)
 
     def add(self, leaf: bytes) -> None:
         """Append one leaf hash (see :func:`leaf_hash`)."""
-        stack = self._stack
-        digest = leaf
-        completed = self._count
-        while completed & 1:
-            digest = hashlib.sha256(b"\x01" + stack.pop() + digest).digest()
-            completed >>= 1
-        stack.append(digest)
-        self._count += 1
+        self._block.append(leaf)
+        if len(self._block) == BLOCK:
+            self._fold_block()
+
+    def extend(self, leaves: Sequence[bytes]) -> None:
+        """Append many leaf hashes: the same as :meth:`add` for each."""
+        start, end = 0, len(leaves)
+        while start < end:
+            take = min(BLOCK - len(self._block), end - start)
+            self._block += leaves[start : start + take]
+            start += take
+            if len(self._block) == BLOCK:
+                self._fold_block()
+
+    def _fold_block(self) -> None:
+        """Merge the full block as one perfect subtree (the count so far is a
+        multiple of :data:`BLOCK`, so every pending subtree is larger)."""
+        _push(self._stack, self._folded // BLOCK, root_of_leaf_list(self._block))
+        self._folded += BLOCK
+        self._block = []
 
     def root(self) -> bytes:
         """The root of the leaves added so far (:data:`EMPTY_ROOT` for none)."""
-        if not self._stack:
+        stack = list(self._stack)
+        for index, leaf in enumerate(self._block):
+            _push(stack, index, leaf)
+        if not stack:
             return EMPTY_ROOT
-        *rest, digest = self._stack
+        *rest, digest = stack
         for left in reversed(rest):
             digest = hashlib.sha256(b"\x01" + left + digest).digest()
         return digest
+
+
+def _push(stack: list[bytes], completed: int, digest: bytes) -> None:
+    """Push a perfect subtree onto a binary counter of them, merging equal sizes:
+    ``completed`` is how many subtrees of its size were pushed before it."""
+    while completed & 1:
+        digest = hashlib.sha256(b"\x01" + stack.pop() + digest).digest()
+        completed >>= 1
+    stack.append(digest)
 
 
 def root_from_leaf_hashes(leaves: Iterable[bytes]) -> bytes:
@@ -103,10 +134,33 @@ def root_from_leaf_hashes(leaves: Iterable[bytes]) -> bytes:
     return folder.root()
 
 
-def root_of_lines(lines: Iterable[bytes]) -> bytes:
+def root_of_leaf_list(leaves: Sequence[bytes]) -> bytes:
+    """The RFC 6962 root of leaf hashes held in memory, a level at a time.
+
+    Pairing neighbours level by level and lifting an unpaired last node as it
+    is gives RFC 6962's root (its split at the largest power of two falls on a
+    pair boundary of every level below it); one list comprehension a level
+    instead of a Python loop a node.
+    """
+    if not leaves:
+        return EMPTY_ROOT
+    sha = hashlib.sha256
+    level = list(leaves)
+    while len(level) > 1:
+        pairs = iter(level)  # an odd last node is left out here, lifted below
+        upper = [
+            sha(b"\x01" + left + right).digest() for left, right in zip(pairs, pairs, strict=False)
+        ]
+        if len(level) & 1:
+            upper.append(level[-1])
+        level = upper
+    return level[0]
+
+
+def root_of_lines(lines: Sequence[bytes]) -> bytes:
     """Compute the RFC 6962 root whose leaves are ``lines`` (bytes, no newline)."""
     sha = hashlib.sha256
-    return root_from_leaf_hashes(sha(b"\x00" + line).digest() for line in lines)
+    return root_of_leaf_list([sha(b"\x00" + line).digest() for line in lines])
 
 
 def _check_position(index: int, tree_size: int) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 
 __all__ = ["ProgressReporter"]
 
@@ -34,6 +36,8 @@ class ProgressReporter:
             if self._bar is None:
                 if now - self._started < 1.0 or done >= total:
                     return
+                from tqdm import tqdm  # only a terminal shows a bar: no import otherwise
+
                 self._bar = tqdm(total=total, unit="seg", file=self._stream, leave=False)
             self._bar.n = done
             self._bar.set_postfix_str(f"{events:,} events", refresh=False)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from audit_archiver.config import load_tsa_trust
 from audit_archiver.core.encoding import parse_rfc3339
 from audit_archiver.core.layout import validate_prefix, validate_stream_id
 from audit_archiver.core.trust import TrustPolicy
@@ -28,6 +27,7 @@ from audit_archiver.verify.state import (
 )
 from audit_archiver.verify.timestamps import TimestampPolicy
 from audit_archiver.verify.verifier import Verifier, VerifyOptions, default_workers
+from audit_archiver.verify.worker import shared_store
 
 __all__ = [
     "ArchiveSettings",
@@ -127,7 +127,11 @@ def load_timestamp_policy(tsa_certs: tuple[Path, ...], required: bool) -> Timest
     """
     if required and not tsa_certs:
         raise ConfigurationError("--require-timestamps needs --tsa-cert PEM (the TSA's CA)")
-    return TimestampPolicy(load_tsa_trust(tsa_certs) if tsa_certs else None, required)
+    if not tsa_certs:
+        return TimestampPolicy(None, required)
+    from audit_archiver.config import load_tsa_trust  # the agent's config parser: only here
+
+    return TimestampPolicy(load_tsa_trust(tsa_certs), required)
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,7 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
         shard=shard,
     )
     progress = ProgressReporter() if settings.progress else None
-    store = spec.open()
+    store = shared_store(spec)
     bucket = store if isinstance(store, BucketSettingsSource) else None
     return Verifier(
         store, policy, options, source=source, spec=spec, bucket=bucket, progress=progress

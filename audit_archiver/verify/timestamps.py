@@ -25,12 +25,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from audit_archiver.core.encoding import format_timestamp, parse_rfc3339
 from audit_archiver.core.seal import Seal
 from audit_archiver.core.segment import parse_timestamp_line
-from audit_archiver.core.timestamp import TsaTrust, read_token, verify_token
 from audit_archiver.errors import TimestampError
+
+if TYPE_CHECKING:
+    from audit_archiver.core.timestamp import TsaTrust
 
 __all__ = [
     "TimestampCheck",
@@ -87,6 +90,10 @@ def check_timestamp(
                 problem=("timestamp_missing", "the segment carries no time-stamp token"),
             )
         return TimestampCheck(TimestampStatus.NONE)
+    # Imported here: the RFC 3161 and X.509 parsers cost a run without tokens
+    # a tenth of a second of start-up.
+    from audit_archiver.core.timestamp import read_token, verify_token
+
     try:
         token = parse_timestamp_line(line)
         if policy.trust is None:

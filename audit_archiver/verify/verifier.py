@@ -298,7 +298,12 @@ class Verifier:
                 seal_prefix, location.stream, location.segment_seq, location.compression
             )
         return SegmentTask(
-            version.key, version.version_id, location.stream, location.segment_seq, expected
+            version.key,
+            version.version_id,
+            location.stream,
+            location.segment_seq,
+            expected,
+            size=version.size,
         )
 
     def _start(

@@ -26,7 +26,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
@@ -46,10 +46,22 @@ from audit_archiver.verify.retention import check_retention
 from audit_archiver.verify.segment_check import Limits, LineSink, SegmentResult, check_segment
 from audit_archiver.verify.timestamps import TimestampPolicy
 
-__all__ = ["CheckSettings", "SegmentTask", "check_chunk", "check_object", "run_tasks"]
+__all__ = [
+    "CheckSettings",
+    "SegmentTask",
+    "check_chunk",
+    "check_object",
+    "run_tasks",
+    "shared_store",
+]
 
 CHUNK = 16
 PROCESS_THRESHOLD = 64
+"""Segments from which a run uses worker processes whatever their size."""
+PROCESS_BYTES = 32 << 20
+"""Stored bytes from which a run uses worker processes: below both thresholds,
+starting a process (its imports, its own S3 client) costs more than the second
+core gains, so a small archive is checked in this process, in threads."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,8 @@ class SegmentTask:
     stream: str
     segment_seq: int
     expected_object_key: str | None
+    size: int = 0
+    """The stored size the listing gave (0: unknown); it only decides where work runs."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +95,10 @@ _STORES: dict[StoreSpec, ObjectStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def _store(settings: CheckSettings) -> ObjectStore:
-    """This process's store for ``settings.spec``: opened once, shared by its threads."""
-    spec = settings.spec
+def shared_store(spec: StoreSpec | ObjectStore) -> ObjectStore:
+    """This process's store for ``spec``: opened once, then shared by the listing
+    and every download thread (an S3 client is thread-safe, and each costs about
+    0.3 s of CPU to create)."""
     if not isinstance(spec, (LocalSpec, S3Spec)):
         return spec
     with _STORES_LOCK:
@@ -91,6 +106,10 @@ def _store(settings: CheckSettings) -> ObjectStore:
         if store is None:
             store = _STORES[spec] = spec.open()
     return store
+
+
+def _store(settings: CheckSettings) -> ObjectStore:
+    return shared_store(settings.spec)
 
 
 def _problem_result(task: SegmentTask, kind: str, detail: str, error: object) -> SegmentResult:
@@ -228,17 +247,14 @@ def run_tasks(
     """
     chunks = [tasks[i : i + CHUNK] for i in range(0, len(tasks), CHUNK)]
     processes = min(len(os.sched_getaffinity(0)), workers, len(chunks))
-    executor: Executor
+    small = len(tasks) < PROCESS_THRESHOLD and sum(task.size for task in tasks) < PROCESS_BYTES
     picklable = isinstance(settings.spec, (LocalSpec, S3Spec))
-    if len(tasks) < PROCESS_THRESHOLD or processes <= 1 or not picklable:
-        threads = dataclasses.replace(settings, threads=1)
-        executor = ThreadPoolExecutor(max_workers=max(1, workers))
-        with executor:
-            for results in executor.map(lambda c: check_chunk(c, threads), chunks):
-                yield from results
+    if small or processes <= 1 or not picklable:
+        one_thread = dataclasses.replace(settings, threads=1)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as threads:
+            yield from threads.map(lambda task: _check_one(task, one_thread), tasks)
         return
     per_process = dataclasses.replace(settings, threads=max(1, -(-workers // processes)))
-    executor = ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn"))
-    with executor:
+    with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as executor:
         for results in executor.map(check_chunk, chunks, [per_process] * len(chunks)):
             yield from results

@@ -9,6 +9,7 @@ exactly one shard.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from audit_archiver.verify.shard import Unit, owner
-from tests.helpers import build_stream
+from tests.helpers import build_stream, fixed_signer, forge
 from tests.integration.agent_process import verify_in_bucket
 from tests.integration.cli import BIN, TIMEOUT_SECONDS, run_cli
 from tests.integration.test_verify_bucket import PUBLIC, key, upload
@@ -185,3 +186,40 @@ def test_shard_refuses_runs_that_need_the_whole_archive(
     assert result.returncode == 2
     assert message in result.stderr
     assert not (tmp_path / "state.json").exists()
+
+
+def test_a_link_broken_into_a_range_is_found_by_that_range_s_shard(
+    locked_bucket: tuple[str, str], tmp_path: Path
+) -> None:
+    """Segment 3 opens the second range of "big-1" (units of 3): a key holder
+    re-signs it with another ``prev_seal_hash``. Only the shard of range 3..5
+    can see that link (it reads the seal of segment 2 at its edge); the merged
+    report must still say what one full run says."""
+    endpoint, bucket = locked_bucket
+    big = build_stream(None, "big-1", segments=9, per_segment=2)
+    forged = forge(big[3], fixed_signer(), prev_seal_hash="ab" * 32)
+    big[3] = dataclasses.replace(big[3], data=forged)
+    upload(endpoint, bucket, big)
+    upload(endpoint, bucket, build_stream(None, "app-2", segments=2))
+
+    code, full = verify_in_bucket(endpoint, bucket, "--region", "us-east-1", "--public-key", PUBLIC)
+    assert code == 1
+    assert ("chain_broken", key("big-1", 3)) in {(p["kind"], p["key"]) for p in full["problems"]}
+
+    shards = [json.loads(p.read_text()) for p in run_shards(endpoint, bucket, tmp_path)]
+    edge = Unit("big-1", 3, 5)
+    (finder,) = [
+        s
+        for s in shards
+        if any(p["kind"] == "chain_broken" and p["key"] == key("big-1", 3) for p in s["problems"])
+    ]
+    assert finder["shard"]["index"] == owner(edge, N)
+    assert {"stream": "big-1", "first_segment": 3, "last_segment": 5} in [
+        {k: u[k] for k in ("stream", "first_segment", "last_segment")}
+        for u in finder["shard"]["units"]
+    ]
+    merged_run = run_cli("report", "merge", *tmp_path.glob("shard-*.json"), "--json")
+    assert merged_run.returncode == 1, merged_run.stderr
+    merged = json.loads(merged_run.stdout)
+    assert problem_set(merged) == problem_set(full)
+    assert merged["stream_summaries"] == full["stream_summaries"]

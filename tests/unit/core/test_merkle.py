@@ -6,7 +6,16 @@ import hashlib
 
 import pytest
 
-from audit_archiver.core.merkle import EMPTY_ROOT, leaf_hash, node_hash, root_of_lines
+from audit_archiver.core.merkle import (
+    BLOCK,
+    EMPTY_ROOT,
+    MerkleFolder,
+    leaf_hash,
+    node_hash,
+    root_from_leaf_hashes,
+    root_of_leaf_list,
+    root_of_lines,
+)
 
 CT_LEAVES = [
     b"",
@@ -46,7 +55,46 @@ def _recursive_root(leaves: list[bytes]) -> bytes:
     return node_hash(_recursive_root(leaves[:split]), _recursive_root(leaves[split:]))
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 5, 16, 17, 31, 100, 1000])
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 16, 17, 31, 100, 1000, 1025, 3 * 1024 + 7])
 def test_one_pass_root_equals_rfc6962_definition(size: int) -> None:
     leaves = [f"line {i}".encode() for i in range(size)]
     assert root_of_lines(leaves) == _recursive_root(leaves)
+
+
+def test_level_root_equals_the_definition_for_every_small_size() -> None:
+    leaves = [leaf_hash(f"line {i}".encode()) for i in range(130)]
+    for size in range(131):
+        expected = _recursive_root_of_hashes(leaves[:size]) if size else EMPTY_ROOT
+        assert root_of_leaf_list(leaves[:size]) == expected, size
+
+
+def _recursive_root_of_hashes(leaves: list[bytes]) -> bytes:
+    if len(leaves) == 1:
+        return leaves[0]
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return node_hash(
+        _recursive_root_of_hashes(leaves[:split]), _recursive_root_of_hashes(leaves[split:])
+    )
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [BLOCK],
+        [1, BLOCK],  # unaligned: one by one until the count is a multiple of BLOCK
+        [BLOCK - 1, 1, BLOCK, 3],
+        [5, 2 * BLOCK + 9, BLOCK, 0, 700],
+        [3 * BLOCK],
+    ],
+)
+def test_folder_extend_equals_adding_one_by_one(pieces: list[int]) -> None:
+    total = sum(pieces)
+    leaves = [leaf_hash(f"line {i}".encode()) for i in range(total)]
+    folder = MerkleFolder()
+    start = 0
+    for size in pieces:
+        folder.extend(leaves[start : start + size])
+        start += size
+        assert folder.count == start
+        assert folder.root() == root_from_leaf_hashes(leaves[:start])
+    assert folder.root() == _recursive_root_of_hashes(leaves)
