@@ -76,15 +76,15 @@ def tune_malloc() -> bool:
 def _init_worker() -> None:
     """Ask Linux to SIGKILL this worker when the agent dies, even by SIGKILL;
     tune the allocator like the agent's; import :data:`TASK_MODULES`."""
-    tune_malloc()
-    for name in TASK_MODULES:
-        importlib.import_module(name)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_malloc()
+    for name in TASK_MODULES:  # the agent imported them already: they exist
+        importlib.import_module(name)
 
 
 def _copy_outcome(source: Future[Any], target: Future[Any]) -> None:

@@ -11,7 +11,8 @@ the audit path of leaf ``index`` in a tree of ``tree_size`` leaves is the list
 of sibling subtree roots from the leaf up to the root. Each element is the root
 of a fixed range of leaves (:func:`inclusion_ranges`), known from ``index`` and
 ``tree_size`` alone, so :class:`InclusionProofBuilder` computes a path while
-the leaves stream past, with memory O(log n), never O(n).
+the leaves stream past, with memory O(log n) hashes and one block of
+:data:`BLOCK` leaf hashes a range being folded, never O(n).
 :func:`root_from_inclusion_proof` is the RFC 9162 verification algorithm: it
 refuses a path of the wrong length for ``(index, tree_size)``, so neither a
 lying tree size nor an extra or missing element can pass.
@@ -199,7 +200,8 @@ class InclusionProofBuilder:
 
     Each leaf is folded into the path element whose range holds it (the leaf
     at ``index`` itself into none), so memory is one :class:`MerkleFolder` per
-    path element, O(log n) hashes in all.
+    path element: O(log n) hashes, and at most one block of :data:`BLOCK` leaf
+    hashes in each folder still filling.
     """
 
     __slots__ = ("_count", "_folders", "_ranges", "index", "tree_size")

@@ -27,7 +27,6 @@ from audit_archiver.verify.state import (
 )
 from audit_archiver.verify.timestamps import TimestampPolicy
 from audit_archiver.verify.verifier import Verifier, VerifyOptions, default_workers
-from audit_archiver.verify.worker import shared_store
 
 __all__ = [
     "ArchiveSettings",
@@ -261,7 +260,7 @@ def build_verifier(settings: VerifySettings, now: datetime | None = None) -> Ver
         shard=shard,
     )
     progress = ProgressReporter() if settings.progress else None
-    store = shared_store(spec)
+    store = spec.open()
     bucket = store if isinstance(store, BucketSettingsSource) else None
     return Verifier(
         store, policy, options, source=source, spec=spec, bucket=bucket, progress=progress

@@ -23,9 +23,11 @@ hostile key holder cannot make the report grow with the number of lines.
 Memory is O(chunk + zstd window + one inflated piece + one line under
 ``deep``), never O(body): the body is hashed and inflated as it is read, the
 whole lines of each inflated piece (at most about
-:data:`~audit_archiver.core.segment.INFLATE_PIECE`) are checked together,
-leaves go into a :class:`~audit_archiver.core.merkle.MerkleFolder` (one block
-of leaf hashes at most), and of a line that spans pieces only its first
+:data:`~audit_archiver.core.segment.INFLATE_PIECE`) are checked together (in
+bulk, lists of the piece's lines, their headers and leaf hashes: a few times
+the piece, as its lines are never shorter than a sealed line can be), leaves
+go into a :class:`~audit_archiver.core.merkle.MerkleFolder` (one block of leaf
+hashes at most), and of a line that spans pieces only its first
 :data:`~audit_archiver.core.line.HEADER_MAX_BYTES` bytes, its last byte and a
 running leaf hash are kept (whole lines, up to ``max_line_bytes``, only with
 ``deep``).
@@ -68,6 +70,8 @@ MiB = 1024 * 1024
 READ_CHUNK = 256 * 1024
 _STAMP_BYTES = 29
 """A line's ``received_at`` value and the ``",`` after it."""
+_SHORTEST_LINE = len(b'{"seq":0,"received_at":"",}\n') + _STAMP_BYTES - 2
+"""The shortest sealed line, its newline included (seq 0, no event field)."""
 
 
 def _is_stamp(stamp: bytes) -> bool:
@@ -459,10 +463,18 @@ class _Lines:
 
         The usual block (every line in place, as the writer makes them) is
         checked in bulk (:meth:`usual_block`); any other goes line by line,
-        which names what is wrong.
+        which names what is wrong. Bulk needs a list of the lines, so only a
+        block whose lines average at least :data:`_SHORTEST_LINE` bytes (the
+        shortest a sealed line can be) is split: the lists then cost about
+        as much as the block, whatever its bytes.
         """
-        lines = block.split(b"\n")
-        if not self.keep and self.count + len(lines) <= self.seal.event_count:
+        count = block.count(b"\n") + 1
+        if (
+            not self.keep
+            and self.count + count <= self.seal.event_count
+            and len(block) + 1 >= count * _SHORTEST_LINE
+        ):
+            lines = block.split(b"\n")
             times = self.usual_block(lines)
             if times is not None:
                 sha = hashlib.sha256
@@ -471,11 +483,14 @@ class _Lines:
                 self.first_time = self.first_time or times[0]
                 self.last_time = times[1]
                 return
-        for index, line in enumerate(lines):
+        start = 0
+        for index in range(count):
             if self.count > self.seal.event_count:
-                self.count += len(lines) - index
+                self.count += count - index
                 return
-            self.line(line)
+            end = block.find(b"\n", start)
+            self.line(block[start:] if end < 0 else block[start:end])
+            start = end + 1
 
     def usual_block(self, lines: list[bytes]) -> tuple[str, str] | None:
         """The first and last ``received_at`` of ``lines`` when every one of them

@@ -457,7 +457,7 @@ class Verifier:
             timestamps=self._options.timestamps,
         )
         done = events = 0
-        for result in run_tasks(tasks, settings, self._options.workers):
+        for result in run_tasks(tasks, settings, self._options.workers, self._store):
             done += 1
             events += result.events
             report.notices += result.notices

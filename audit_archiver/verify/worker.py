@@ -52,7 +52,6 @@ __all__ = [
     "check_chunk",
     "check_object",
     "run_tasks",
-    "shared_store",
 ]
 
 CHUNK = 16
@@ -95,10 +94,9 @@ _STORES: dict[StoreSpec, ObjectStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def shared_store(spec: StoreSpec | ObjectStore) -> ObjectStore:
-    """This process's store for ``spec``: opened once, then shared by the listing
-    and every download thread (an S3 client is thread-safe, and each costs about
-    0.3 s of CPU to create)."""
+def _store(settings: CheckSettings) -> ObjectStore:
+    """This process's store for ``settings.spec``: opened once, shared by its threads."""
+    spec = settings.spec
     if not isinstance(spec, (LocalSpec, S3Spec)):
         return spec
     with _STORES_LOCK:
@@ -106,10 +104,6 @@ def shared_store(spec: StoreSpec | ObjectStore) -> ObjectStore:
         if store is None:
             store = _STORES[spec] = spec.open()
     return store
-
-
-def _store(settings: CheckSettings) -> ObjectStore:
-    return shared_store(settings.spec)
 
 
 def _problem_result(task: SegmentTask, kind: str, detail: str, error: object) -> SegmentResult:
@@ -237,10 +231,16 @@ def check_chunk(tasks: Sequence[SegmentTask], settings: CheckSettings) -> list[S
 
 
 def run_tasks(
-    tasks: Sequence[SegmentTask], settings: CheckSettings, workers: int
+    tasks: Sequence[SegmentTask],
+    settings: CheckSettings,
+    workers: int,
+    store: ObjectStore | None = None,
 ) -> Iterator[SegmentResult]:
     """Yield the result of every task, in task order, using up to ``workers`` downloads
     at once spread over the machine's cores.
+
+    ``store`` (the caller's, already open) serves the downloads made in this
+    process; worker processes open their own from ``settings.spec``.
 
     Raises:
         StorageError: the store failed.
@@ -250,9 +250,13 @@ def run_tasks(
     small = len(tasks) < PROCESS_THRESHOLD and sum(task.size for task in tasks) < PROCESS_BYTES
     picklable = isinstance(settings.spec, (LocalSpec, S3Spec))
     if small or processes <= 1 or not picklable:
-        one_thread = dataclasses.replace(settings, threads=1)
+        here = dataclasses.replace(settings, threads=1, spec=store or settings.spec)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as threads:
-            yield from threads.map(lambda task: _check_one(task, one_thread), tasks)
+            if small:  # one task a thread: all of a small archive's downloads in flight
+                yield from threads.map(lambda task: _check_one(task, here), tasks)
+            else:  # bounded: a future per chunk, not per segment
+                for results in threads.map(lambda chunk: check_chunk(chunk, here), chunks):
+                    yield from results
         return
     per_process = dataclasses.replace(settings, threads=max(1, -(-workers // processes)))
     with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as executor:

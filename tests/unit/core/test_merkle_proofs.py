@@ -243,3 +243,14 @@ def test_builder_refuses_too_many_or_too_few_leaves() -> None:
     builder.add(SOME_HASH)
     with pytest.raises(ValueError, match="more than 2"):
         builder.add(SOME_HASH)
+
+
+@pytest.mark.parametrize("size", [2 * 1024 + 3, 3000])
+def test_paths_of_trees_larger_than_a_folder_block(size: int) -> None:
+    lines = [f"line {i}".encode() for i in range(size)]
+    hashes = [leaf_hash(line) for line in lines]
+    root = root_of_lines(lines)
+    for index in sorted({0, 1, 1023, 1024, 2047, 2048, size - 1}):
+        proof = inclusion_proof(hashes, index)
+        assert proof == _recursive_path(lines, index)
+        assert verify_inclusion(hashes[index], index, size, proof, root)

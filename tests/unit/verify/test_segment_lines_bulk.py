@@ -11,7 +11,9 @@ stored bytes arrive in pieces, both must report the same problems and count.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import tracemalloc
 from unittest import mock
 
 import pytest
@@ -19,6 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit_archiver.core.event import seal_event
+from audit_archiver.core.line import MAX_SEQ
+from audit_archiver.core.seal import Seal
 from audit_archiver.verify import segment_check
 from audit_archiver.verify.segment_check import SegmentResult, check_segment
 from tests.helpers import forge
@@ -102,7 +106,7 @@ def _damage(lines: list[bytes], kind: str, at: int) -> bytes:
     elif kind == "bad-date":
         lines[at] = lines[at].replace(b"2026-01-02T", b"2026-02-30T", 1)
     elif kind == "no-brace":
-        lines[at] = lines[at][:-1]
+        lines[at] = lines[at][:-1] + b" "
     elif kind == "no-header" and b',"action"' in lines[at]:
         lines[at] = b'{"actor":"u"' + lines[at][lines[at].index(b',"action"') :]
     elif kind == "no-comma-after-time":
@@ -184,3 +188,63 @@ def test_each_damage_at_the_start_middle_and_end(kind: str, where: int, read_siz
     bulk = _check(data, key, read_size, bulk=True)
     assert bulk == _check(data, key, read_size, bulk=False)
     assert (bulk.problems == ()) == (kind == "none")
+
+
+# -- the line checker itself, fed pieces cut exactly where a case needs -------------
+
+
+def _feed(seal: Seal, pieces: list[bytes], *, bulk: bool) -> tuple[object, ...]:
+    """Everything a ``_Lines`` run leaves: findings, count, times and Merkle root."""
+    out = segment_check._Findings(KEY, STREAM)
+    checker = segment_check._Lines(seal, out, deep=False, max_line_bytes=1 << 20)
+    line_by_line_only = mock.patch.object(segment_check._Lines, "usual_block", return_value=None)
+    with contextlib.nullcontext() if bulk else line_by_line_only:
+        for piece in pieces:
+            checker.feed(piece)
+        count = checker.finish()
+    return out.problems(), count, checker.first_time, checker.last_time, checker.merkle.root()
+
+
+def _sealed(lines: list[bytes], **changes: object) -> Seal:
+    return dataclasses.replace(segment(lines).seal, **changes)  # type: ignore[arg-type]
+
+
+def test_time_going_back_across_a_piece_boundary_at_a_newline() -> None:
+    lines = _lines(6, 1)  # times 03:04:00 .. 03:04:05
+    lines[3:] = [
+        seal_event({"actor": "u", "action": "read", "resource": "r"}, n, TIMES[1])
+        for n in range(3, 6)
+    ]
+    seal = _sealed(lines)
+    first, second = b"\n".join(lines[:3]) + b"\n", b"\n".join(lines[3:]) + b"\n"
+    bulk = _feed(seal, [first, second], bulk=True)
+    assert bulk == _feed(seal, [first, second], bulk=False)
+    assert [p.kind for p in bulk[0]] == ["time_regression"]  # type: ignore[attr-defined]
+
+
+def test_seq_numbers_past_the_largest_are_refused_in_bulk_too() -> None:
+    first = MAX_SEQ - 2
+    lines = [
+        seal_event({"actor": "u", "action": "read", "resource": "r"}, n, TIMES[0])
+        for n in range(first, first + 3)
+    ]
+    lines.append(lines[-1].replace(b'"seq":%d,' % MAX_SEQ, b'"seq":%d,' % (MAX_SEQ + 1), 1))
+    seal = _sealed(_lines(3, 1), first_seq=first, event_count=4)
+    body = b"\n".join(lines) + b"\n"
+    bulk = _feed(seal, [body], bulk=True)
+    assert bulk == _feed(seal, [body], bulk=False)
+    assert "event_invalid" in [p.kind for p in bulk[0]]
+
+
+@pytest.mark.parametrize("line", [b"x}", b"", b'{"seq":0}'])
+def test_a_piece_of_short_lines_costs_about_the_piece(line: bytes) -> None:
+    piece = (line + b"\n") * ((384 << 10) // (len(line) + 1))
+    seal = _sealed(_lines(1, 1), event_count=piece.count(b"\n"))
+    tracemalloc.start()
+    try:
+        problems = _feed(seal, [piece], bulk=True)[0]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "event_invalid" in [p.kind for p in problems]  # type: ignore[attr-defined]
+    assert peak < 2 * len(piece) + (1 << 20)
