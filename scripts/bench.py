@@ -844,6 +844,87 @@ def bench_verify(args: argparse.Namespace) -> None:
     )
 
 
+def _cpu_us_per_event(work: Callable[[], object], events: int, repeat: int = 5) -> float:
+    """The least CPU time of ``repeat`` runs of ``work``, in microseconds an event."""
+    best = min(_cpu_seconds(work) for _ in range(repeat))
+    return best / events * 1e6
+
+
+def _cpu_seconds(work: Callable[[], object]) -> float:
+    started = time.process_time()
+    work()
+    return time.process_time() - started
+
+
+def _round_trip(value: object) -> object:
+    """Through pickle and back, as a worker's argument or result goes (our own bytes)."""
+    import pickle
+
+    return pickle.loads(pickle.dumps(value))  # noqa: S301
+
+
+def bench_hotpath(args: argparse.Namespace) -> None:
+    """CPU an event of each step of the agent's and the verifier's hot paths, in
+    one process with nothing else running in it (no HTTP, no S3, no pipes): what
+    the profiles of ``agent`` and ``verify`` spread over processes, step by step."""
+    import hashlib
+    import io
+
+    from audit_archiver.agent.encodings import BodyTask, decode_and_encode
+    from audit_archiver.core.line import EventRun
+    from audit_archiver.core.merkle import root_of_leaf_list
+    from audit_archiver.core.segment import compress_body, decompress_body, prepare_runs_body
+    from audit_archiver.core.signing import load_trusted_key
+    from audit_archiver.core.trust import TrustPolicy
+    from audit_archiver.verify.segment_check import check_segment
+
+    per = args.events_per_segment
+    bodies = [make_body(first, 1000) for first in range(0, per, 1000)]
+    tasks = [BodyTask("events", body, None, "application/x-ndjson", 1 << 26) for body in bodies]
+    encoded = [decode_and_encode(task).events for task in tasks]
+    stamp = "2026-11-30T08:00:00.123456Z"
+    runs = [EventRun(i * 1000, stamp, e.event_count, e.data) for i, e in enumerate(encoded)]
+    lines = [line for run in runs for line in run.sealed_lines()]
+    raw = b"\n".join(lines) + b"\n"
+    leaves = [hashlib.sha256(b"\x00" + line).digest() for line in lines]
+    signer = _bench_signer()
+    from audit_archiver.agent.sealer import StreamSealer
+    from audit_archiver.core.chain import ChainHead
+
+    sealer = StreamSealer(prefix="bench", stream="s1", signer=signer, head=ChainHead())
+    segment = sealer.seal(lines, stamp)
+    policy = TrustPolicy.every_stream([(load_trusted_key(signer.public_pem()), "bench key")])
+    steps: dict[str, Callable[[], object]] = {
+        "agent: parse, validate, encode (decode_and_encode)": lambda: [
+            decode_and_encode(task) for task in tasks
+        ],
+        "agent: request body and result through pickle": lambda: [
+            _round_trip(task) and _round_trip(e) for task, e in zip(tasks, encoded, strict=True)
+        ],
+        "agent: seal lines (header per line)": lambda: [run.sealed_lines() for run in runs],
+        "agent: whole segment body (prepare_runs_body)": lambda: prepare_runs_body(runs, 0, "zstd"),
+        "both: leaf hash per line": lambda: [
+            hashlib.sha256(b"\x00" + line).digest() for line in lines
+        ],
+        "both: interior nodes (root_of_leaf_list)": lambda: root_of_leaf_list(leaves),
+        "both: zstd compress (level 3)": lambda: compress_body(raw, "zstd"),
+        "verify: zstd decompress": lambda: decompress_body(segment_body, "zstd"),
+        "verify: whole segment check (check_segment, in memory)": lambda: check_segment(
+            segment.key.removeprefix("bench/"),
+            io.BytesIO(segment.data),
+            policy,
+            stream_id="s1",
+            segment_seq=0,
+            expected_object_key=segment.key,
+        ),
+    }
+    segment_body = compress_body(raw, "zstd")
+    figures = {name: _cpu_us_per_event(work, per) for name, work in steps.items()}
+    for name, value in figures.items():
+        print(f"{value:7.2f} us/event  {name}")
+    print(json.dumps({"benchmark": "hotpath", "events": per, "us_per_event": figures}, indent=1))
+
+
 def run_shipper(args: argparse.Namespace) -> None:
     DurableShipper(
         args.endpoint,
@@ -879,6 +960,9 @@ def main() -> None:
     verify.add_argument("--rounds", type=int, default=3)
     verify.add_argument("--workers", type=int, default=16)
     verify.set_defaults(run=bench_verify)
+    hotpath = sub.add_parser("hotpath", help="CPU an event of each hot-path step, one process")
+    hotpath.add_argument("--events-per-segment", type=int, default=10_000)
+    hotpath.set_defaults(run=bench_hotpath)
     shipper = sub.add_parser("shipper", help="(internal) the durable shipper baseline's process")
     shipper.add_argument("endpoint")
     shipper.add_argument("bucket")
