@@ -721,9 +721,12 @@ def _verify_round(s3: LocalS3, bucket: str, workers: int) -> tuple[float, int, i
     return time.perf_counter() - started, report.events, report.segments
 
 
-def _verify_cli(s3: LocalS3, bucket: str, workers: int) -> tuple[float, float, int]:
-    """Run ``audit-archiver verify --json`` as a user does; (wall s, CPU s of its
-    process tree, events verified)."""
+def _verify_cli(s3: LocalS3, bucket: str, workers: int) -> tuple[float, float, int, float]:
+    """Run ``audit-archiver verify --json`` as a user does; (wall s, CPU s, events
+    verified, peak RSS MiB) of that process (its VmHWM, sampled: see
+    ``bench_cloudtrail._run``, which runs the CloudTrail validator the same way)."""
+    import bench_cloudtrail
+
     command = [
         str(BIN),
         "verify",
@@ -742,14 +745,11 @@ def _verify_cli(s3: LocalS3, bucket: str, workers: int) -> tuple[float, float, i
         "--no-progress",
         "--json",
     ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, env=ENV, check=False)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, int(json.loads(done.stdout)["events"])
+    done = bench_cloudtrail._run(command, ENV)
+    assert done.exit_code == 0, done.stderr[-2000:]
+    cpu = done.usage.ru_utime + done.usage.ru_stime
+    events = int(json.loads(done.stdout)["events"])
+    return done.wall_seconds, cpu, events, done.peak_rss_kib / 1024
 
 
 def bench_verify(args: argparse.Namespace) -> None:
@@ -786,9 +786,9 @@ def bench_verify(args: argparse.Namespace) -> None:
         for index in range(args.rounds):
             verify_s, verified_events, segments = _verify_round(s3, bucket, args.workers)
             assert (verified_events, segments) == (events, args.segments)
-            cli_s, cli_cpu, cli_events = _verify_cli(s3, bucket, args.workers)
+            cli_s, cli_cpu, cli_events, cli_rss = _verify_cli(s3, bucket, args.workers)
             assert cli_events == events
-            small_s, _, small_events = _verify_cli(s3, small, args.workers)
+            small_s, _, small_events, _ = _verify_cli(s3, small, args.workers)
             assert small_events == 5 * args.events_per_segment
             merkle_s, _ = _baseline(s3, bucket, args.workers, merkle=True)
             sha_s, _ = _baseline(s3, bucket, args.workers, merkle=False)
@@ -802,6 +802,7 @@ def bench_verify(args: argparse.Namespace) -> None:
                 "cli_wall_s": cli_s,
                 "cli_cpu_s": cli_cpu,
                 "cli_eps": events / cli_s,
+                "cli_peak_rss_mib": cli_rss,
                 "small_archive_cli_wall_s": small_s,
             }
             if trail is not None:
@@ -811,6 +812,7 @@ def bench_verify(args: argparse.Namespace) -> None:
                     "cloudtrail_wall_s": timing.wall_seconds,
                     "cloudtrail_cpu_s": timing.cpu_seconds,
                     "cloudtrail_eps": events / timing.wall_seconds,
+                    "cloudtrail_peak_rss_mib": timing.peak_rss_mib,
                     "cli_vs_cloudtrail_wall": timing.wall_seconds / cli_s,
                     "cli_vs_cloudtrail_cpu": timing.cpu_seconds / cli_cpu,
                 }

@@ -8,13 +8,15 @@ venv, ``.venv-checkov/`` at the repository root (or ``$AUDIT_ARCHIVER_CHECKOV_VE
 and the tests run it as a subprocess.
 
 Run this file to create or update the venv ahead of the tests (it takes about a minute;
-the checkov test does the same on first use)::
+``scripts/test`` runs it in the background while the suite starts, and the checkov test
+waits for it, or builds it on first use)::
 
     python -m tests.terraform.checkov_env
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -46,10 +48,21 @@ def checkov_executable(directory: Path | None = None) -> Path:
 def ensure_checkov(directory: Path | None = None) -> Path:
     """Create or update the venv unless it already holds CHECKOV_REQUIREMENT.
 
+    Safe to call from several processes at once (``scripts/test`` builds it in the
+    background while the suite runs, and the checkov test calls this too): a lock
+    file next to the venv lets one build while the others wait for it.
+
     Returns the checkov executable. Raises ``subprocess.CalledProcessError`` when pip
     fails (for instance without access to PyPI).
     """
     directory = directory or venv_dir()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_locked(directory)
+
+
+def _ensure_locked(directory: Path) -> Path:
     stamp = directory / _STAMP
     executable = checkov_executable(directory)
     if executable.exists() and stamp.exists() and stamp.read_text().strip() == CHECKOV_REQUIREMENT:
