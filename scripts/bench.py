@@ -2,7 +2,8 @@
 in the same session against the same local S3 server, as a ratio.
 
     scripts/bench agent [--events N] [--rounds R]
-    scripts/bench verify [--segments N] [--rounds R]
+    scripts/bench verify [--segments N] [--events-per-segment M] [--rounds R] [--no-cloudtrail]
+    scripts/bench hotpath
 
 agent: ~300-byte events POSTed to /v1/events in 1,000-event requests by
 concurrent clients (``--workload k8s``: Kubernetes audit ``EventList`` bodies of
@@ -14,6 +15,15 @@ same round, against the same server: the durable shipper (:class:`DurableShipper
 the same aiohttp stack and load generator, fsync before the 200, 10,000-event
 zstd batches, COMPLIANCE PutObject from a thread pool; no validation or sealing)
 and a plain boto3 put_object loop (one object per request).
+
+verify: segments of the agent's default size in the local S3 server; verify in
+this process and as the CLI (wall, CPU, peak RSS), the CLI over a 5-segment
+archive, the floor (list, download, decompress, leaf hashes, interior nodes)
+and list + download + SHA-256 with verify's own parallelism, and AWS's
+``aws cloudtrail validate-logs`` over a CloudTrail archive of the same events
+(``scripts/bench_cloudtrail.py``).
+
+hotpath: CPU an event of each step of both hot paths, in one process.
 """
 
 from __future__ import annotations
