@@ -16,13 +16,20 @@ from tests.s3server import (
 )
 
 _LONG_FIRST = ("tests/reliability/", "tests/integration/test_agent_body.py")
+_LAST = ("tests/terraform/test_terraform_checkov.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the longest tests (crash loops, fault mixes, the memory bound) first, so that
-    with ``-n 2`` (scripts/test) they overlap the many short ones instead of running
-    alone at the end. Without xdist only the order changes."""
-    items.sort(key=lambda item: not item.nodeid.startswith(_LONG_FIRST))
+    with ``-n 3`` (scripts/test) they overlap the many short ones instead of running
+    alone at the end, and the checkov test last, by which time ``scripts/test`` has
+    built its venv in the background. Without xdist only the order changes."""
+    items.sort(
+        key=lambda item: (
+            item.nodeid.startswith(_LAST),
+            not item.nodeid.startswith(_LONG_FIRST),
+        )
+    )
 
 
 @pytest.fixture(scope="session")
