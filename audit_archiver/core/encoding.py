@@ -32,6 +32,8 @@ __all__ = [
     "format_timestamp",
     "is_archiver_timestamp",
     "parse_rfc3339",
+    "refuse_constant",
+    "unique_fields",
 ]
 
 _ARCHIVER_TS = re.compile(
@@ -41,6 +43,31 @@ _RFC3339 = re.compile(
     r"\A([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:\.([0-9]{1,9}))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))\Z"
 )
+
+
+def unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for the standard library's JSON parser that refuses
+    an object naming a field twice (the parser would keep the last silently).
+
+    Raises:
+        ValueError: a field is repeated.
+    """
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise ValueError(f"duplicate field {name!r}")
+        result[name] = value
+    return result
+
+
+def refuse_constant(name: str) -> None:
+    """``parse_constant`` for the standard library's JSON parser: NaN and the
+    infinities are not JSON.
+
+    Raises:
+        ValueError: always.
+    """
+    raise ValueError(f"{name} is not allowed")
 
 
 def canonical_json(value: Any) -> bytes:

@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from audit_archiver.core.encoding import canonical_json, parse_rfc3339
+from audit_archiver.core.encoding import canonical_json, parse_rfc3339, refuse_constant
 from audit_archiver.core.line import EncodedEvents, seal_line
 from audit_archiver.errors import EventValidationError
 
@@ -251,10 +251,6 @@ def _loads(raw: bytes, *, may_hold_long_number: bool) -> Any:
         raise EventValidationError(f"not JSON ({e})", kind="not_json") from e
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not allowed")
-
-
 def _finite_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):
@@ -278,7 +274,7 @@ def _holds_huge_float(value: object) -> bool:
 
 
 _HUGE = 2.0**63
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_DECODER = json.JSONDecoder(parse_constant=refuse_constant, parse_float=_finite_float)
 # Digits as "0" and what may precede a number token ("," "[" ":") as ":", with
 # whitespace and "-" dropped: a number of 19 or more digits becomes ":" and 19 zeros.
 _NUMBER_CONTEXT = bytes.maketrans(b"123456789,[", b"000000000::")

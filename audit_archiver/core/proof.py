@@ -52,6 +52,8 @@ from audit_archiver.core.encoding import (
     format_timestamp,
     is_archiver_timestamp,
     parse_rfc3339,
+    refuse_constant,
+    unique_fields,
 )
 from audit_archiver.core.layout import validate_stream_id
 from audit_archiver.core.line import MAX_SEQ, parse_line_header
@@ -179,19 +181,6 @@ def encode_proof(proof: Proof) -> bytes:
 # -- parse: strict and bounded ---------------------------------------------------------------
 
 
-def _pairs_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise ValueError(f"duplicate field {name!r}")
-        result[name] = value
-    return result
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not allowed")
-
-
 def _fail(field: str, why: str) -> ProofError:
     return ProofError(f"malformed proof: {field} {why}")
 
@@ -275,7 +264,7 @@ def parse_proof(data: bytes) -> Proof:
         raise ProofError(f"malformed proof: larger than {MAX_PROOF_BYTES} bytes")
     try:
         fields = json.loads(
-            data.decode("utf-8"), object_pairs_hook=_pairs_once, parse_constant=_reject_constant
+            data.decode("utf-8"), object_pairs_hook=unique_fields, parse_constant=refuse_constant
         )
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ProofError(f"malformed proof: not a JSON document ({e})") from None

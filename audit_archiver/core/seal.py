@@ -35,7 +35,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from audit_archiver.core.encoding import canonical_json, is_archiver_timestamp
+from audit_archiver.core.encoding import (
+    canonical_json,
+    is_archiver_timestamp,
+    refuse_constant,
+    unique_fields,
+)
 from audit_archiver.core.layout import EXTENSIONS, parse_segment_key
 from audit_archiver.core.signing import TrustedKey
 from audit_archiver.errors import MalformedSegmentError
@@ -227,19 +232,6 @@ def _is_count(value: object) -> bool:
     return type(value) is int and 0 <= value <= MAX_INTEGER
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise ValueError(f"duplicate field {name!r}")
-        result[name] = value
-    return result
-
-
 def _check_fields(fields: dict[str, Any]) -> None:
     names = set(fields)
     if names != _FIELDS:
@@ -307,8 +299,8 @@ def parse_seal(seal_bytes: bytes, *, key: str | None = None) -> Seal:
     try:
         fields = json.loads(
             seal_bytes.decode("ascii"),
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
+            object_pairs_hook=unique_fields,
+            parse_constant=refuse_constant,
         )
         if not isinstance(fields, dict):
             raise ValueError("seal is not a JSON object")

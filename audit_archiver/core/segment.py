@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import zstandard
 
-from audit_archiver.core.encoding import canonical_json
+from audit_archiver.core.encoding import canonical_json, unique_fields
 from audit_archiver.core.layout import segment_key
 from audit_archiver.core.line import EventRun, parse_line_header
 from audit_archiver.core.merkle import root_of_lines
@@ -371,7 +371,7 @@ def _lenient_signature(line: bytes) -> bytes:
     if len(line) > _MAX_SIGNATURE_LINE or b"[" in line or line.count(b"{") != 1:
         raise MalformedSegmentError("invalid signature line: not a flat JSON object")
     try:
-        fields = json.loads(line, object_pairs_hook=_pairs_once)
+        fields = json.loads(line, object_pairs_hook=unique_fields)
         if not isinstance(fields, dict) or set(fields) != {"signature"}:
             raise ValueError("expected exactly one field, 'signature'")
         value = fields["signature"]
@@ -380,12 +380,6 @@ def _lenient_signature(line: bytes) -> bytes:
     except (ValueError, TypeError, RecursionError) as e:
         raise MalformedSegmentError(f"invalid signature line: {e}") from e
     return value.encode("ascii")
-
-
-def _pairs_once(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    if len({name for name, _ in pairs}) != len(pairs):
-        raise ValueError("repeated field")
-    return dict(pairs)
 
 
 @dataclass(frozen=True)

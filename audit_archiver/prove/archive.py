@@ -20,7 +20,7 @@ from audit_archiver.errors import ProofError
 from audit_archiver.storage.base import ObjectStore, ObjectVersion
 from audit_archiver.verify.listing import StreamSegments, plan_streams
 from audit_archiver.verify.problems import Problem
-from audit_archiver.verify.seal_reader import SealRead, SealUnreadableError, read_seal
+from audit_archiver.verify.seal_reader import SealRead, read_listed_seals
 
 __all__ = ["NoProofError", "StreamArchive"]
 
@@ -128,22 +128,9 @@ class StreamArchive:
         entries = self.segments.segments.get(number, [])
         if not entries:
             return (Problem("sequence_gap", self.key_of(number), "no object", self.stream),)
-        found: list[SealRead] = []
-        problems: list[Problem] = []
-        for _, version in entries:
-            try:
-                found.append(
-                    read_seal(
-                        self.store,
-                        version,
-                        self.policy,
-                        stream=self.stream,
-                        segment_seq=number,
-                        expected_object_key=self.expected_key(version),
-                    )
-                )
-            except SealUnreadableError as e:
-                problems.append(e.problem)
+        found, problems = read_listed_seals(
+            self.store, entries, self.policy, lambda _, version: self.expected_key(version)
+        )
         if len(found) > 1:
             raise self.fail(
                 "duplicate_segment", found[1].key, f"segment {number} is also at {found[0].key}"

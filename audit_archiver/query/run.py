@@ -57,7 +57,7 @@ from audit_archiver.verify.listing import StreamSegments, plan_streams
 from audit_archiver.verify.problems import Problem
 from audit_archiver.verify.report import render_problem
 from audit_archiver.verify.run import ArchiveSettings, ArchiveSource
-from audit_archiver.verify.seal_reader import SealRead, SealUnreadableError, read_seal
+from audit_archiver.verify.seal_reader import SealRead, read_listed_seals
 from audit_archiver.verify.seal_search import MAX_STEPS, CachedReads
 from audit_archiver.verify.worker import CheckSettings, SegmentTask
 
@@ -263,22 +263,12 @@ class _Query:
     def _read_number(self, stream: StreamSegments, number: int) -> SealRead | None:
         """The seal of segment ``number`` when exactly one of its objects authenticates;
         why not is kept in :attr:`seal_problems` (reported if the seal is needed)."""
-        found: list[SealRead] = []
-        problems: list[Problem] = []
-        for location, version in stream.segments[number]:
-            try:
-                found.append(
-                    read_seal(
-                        self.store,
-                        version,
-                        self.policy,
-                        stream=location.stream,
-                        segment_seq=location.segment_seq,
-                        expected_object_key=self._expected_key(location),
-                    )
-                )
-            except SealUnreadableError as e:
-                problems.append(e.problem)
+        found, problems = read_listed_seals(
+            self.store,
+            stream.segments[number],
+            self.policy,
+            lambda location, _: self._expected_key(location),
+        )
         if len(found) == 1:
             return found[0]
         if len(found) > 1:

@@ -29,6 +29,9 @@ from audit_archiver.errors import MalformedSegmentError, ObjectNotFoundError, Tr
 from audit_archiver.verify.problems import Problem
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from audit_archiver.core.layout import SegmentKey
     from audit_archiver.core.signing import TrustedKey
     from audit_archiver.core.trust import TrustPolicy
     from audit_archiver.storage.base import ObjectStore, ObjectVersion
@@ -41,6 +44,7 @@ __all__ = [
     "SealUnreadableError",
     "authenticate_frame",
     "key_faults",
+    "read_listed_seals",
     "read_seal",
 ]
 
@@ -192,3 +196,35 @@ def read_seal(
         fault = faults[0]
         raise problem("key_mismatch", fault.detail, fault.expected, fault.found)
     return SealRead(seal, seal_hash(frame.seal_bytes), frame, key, version.version_id)
+
+
+def read_listed_seals(
+    store: ObjectStore,
+    entries: Sequence[tuple[SegmentKey, ObjectVersion]],
+    policy: TrustPolicy,
+    expected_object_key: Callable[[SegmentKey, ObjectVersion], str | None],
+) -> tuple[list[SealRead], list[Problem]]:
+    """:func:`read_seal` of every listed object of one segment number: the seals
+    that authenticate, and why each other object's does not. More than one
+    authenticated seal is the caller's ``duplicate_segment`` to report.
+
+    Raises:
+        StorageError: the store failed.
+    """
+    found: list[SealRead] = []
+    problems: list[Problem] = []
+    for location, version in entries:
+        try:
+            found.append(
+                read_seal(
+                    store,
+                    version,
+                    policy,
+                    stream=location.stream,
+                    segment_seq=location.segment_seq,
+                    expected_object_key=expected_object_key(location, version),
+                )
+            )
+        except SealUnreadableError as e:
+            problems.append(e.problem)
+    return found, problems
