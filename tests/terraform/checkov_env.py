@@ -57,7 +57,7 @@ def ensure_checkov(directory: Path | None = None) -> Path:
     """
     directory = directory or venv_dir()
     directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
+    with open(directory.parent / f"{directory.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _ensure_locked(directory)
 
